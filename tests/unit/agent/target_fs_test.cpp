@@ -73,7 +73,7 @@ std::string read_in(const TargetFs& tfs, const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("files inside the root are read; absolute paths are anchored at the root") {
+TEST_CASE("files inside the root are read and absolute paths are anchored at the root") {
     Scratch s;
     auto tfs = TargetFs::at_directory(s.root);
     CHECK(read_in(tfs, "/app/config.txt") == "pod-config");
