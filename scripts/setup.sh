@@ -14,7 +14,7 @@ PACKAGES=(
   libc-ares-dev libnghttp2-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
   libtomlplusplus-dev catch2
   # what the test pods and integration tests run
-  iproute2 iptables nftables dnsmasq-base util-linux procps psmisc curl socat python3
+  iproute2 iptables nftables dnsmasq-base util-linux procps psmisc curl socat python3 openssl
 )
 
 if [[ $(id -u) -ne 0 ]]; then
