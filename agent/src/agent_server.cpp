@@ -1,0 +1,113 @@
+// agent_server.cpp: accept loop, TLS wrapping and TTL of the agent (see agent_server.hpp).
+#include "agent_server.hpp"
+
+#include <system_error>
+
+namespace mirrord::agent {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+AgentServer::AgentServer(asio::io_context& io, const tcp::endpoint& endpoint, Options options,
+                         asio::ssl::context* tls, SessionFactory factory)
+    : io_(io), acceptor_(io), options_(options), tls_(tls), factory_(std::move(factory)), ttl_timer_(io) {
+    boost::system::error_code ec;
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) {
+        acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    }
+    if (!ec) {
+        acceptor_.bind(endpoint, ec);
+    }
+    if (!ec) {
+        acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+        throw std::system_error(ec.value(), std::generic_category(),
+                                "listen on " + endpoint.address().to_string() + ":" + std::to_string(endpoint.port()));
+    }
+}
+
+tcp::endpoint AgentServer::local_endpoint() const { return acceptor_.local_endpoint(); }
+
+void AgentServer::start() {
+    arm_ttl();
+    do_accept();
+}
+
+void AgentServer::stop() {
+    stopped_ = true;
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    ttl_timer_.cancel();
+}
+
+void AgentServer::do_accept() {
+    if (stopped_) {
+        return;
+    }
+    acceptor_.async_accept([this](const boost::system::error_code& ec, tcp::socket socket) {
+        if (stopped_) {
+            return;
+        }
+        if (ec) {
+            // EMFILE and friends: back off briefly instead of spinning, then go on accepting.
+            auto retry = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+            retry->async_wait([this, retry](const boost::system::error_code&) { do_accept(); });
+            return;
+        }
+        if (live_ >= options_.max_clients) {
+            boost::system::error_code ignored;
+            socket.close(ignored);  // over the limit: refuse rather than exhaust fds
+            do_accept();
+            return;
+        }
+        session_started();
+        auto finished = [this, done = std::make_shared<bool>(false)] {
+            if (!*done) {
+                *done = true;
+                session_finished();
+            }
+        };
+        if (tls_ != nullptr) {
+            ClientTransport::tls(std::move(socket), *tls_, options_.tls_handshake_timeout,
+                                 [this, finished](const boost::system::error_code& hec,
+                                                  std::shared_ptr<ClientTransport> t) {
+                                     if (hec) {
+                                         finished();
+                                         return;
+                                     }
+                                     factory_(std::move(t), finished);
+                                 });
+        } else {
+            factory_(ClientTransport::plain(std::move(socket)), finished);
+        }
+        do_accept();
+    });
+}
+
+void AgentServer::session_started() {
+    ++live_;
+    ttl_timer_.cancel();
+}
+
+void AgentServer::session_finished() {
+    if (live_ > 0 && --live_ == 0) {
+        arm_ttl();
+    }
+}
+
+void AgentServer::arm_ttl() {
+    if (stopped_) {
+        return;
+    }
+    ttl_timer_.expires_after(options_.ttl);
+    ttl_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec && live_ == 0) {
+            stop();
+            io_.stop();
+        }
+    });
+}
+
+}  // namespace mirrord::agent

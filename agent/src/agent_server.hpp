@@ -1,0 +1,58 @@
+// agent_server.hpp: the agent's listener and lifetime. Accepts clients (plain on loopback, TLS
+// when configured), hands each one to a session factory, counts live sessions and exits the
+// event loop `ttl` after the last client left (or after start if none ever came).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+
+#include "client_transport.hpp"
+
+namespace mirrord::agent {
+
+class AgentServer {
+public:
+    // Starts a session on a connected transport; the session calls `finished` exactly once when
+    // its client is gone.
+    using SessionFactory =
+        std::function<void(std::shared_ptr<ClientTransport> transport, std::function<void()> finished)>;
+
+    struct Options {
+        std::chrono::seconds ttl{30};
+        std::chrono::milliseconds tls_handshake_timeout{10000};
+        size_t max_clients = 1024;
+    };
+
+    // Binds and listens on `endpoint` in the calling thread's network namespace.
+    // Throws std::system_error naming the address on failure.
+    AgentServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint, Options options,
+                boost::asio::ssl::context* tls, SessionFactory factory);
+
+    boost::asio::ip::tcp::endpoint local_endpoint() const;
+    // Starts accepting and arms the TTL timer.
+    void start();
+    void stop();
+    size_t live_sessions() const { return live_; }
+
+private:
+    void do_accept();
+    void session_started();
+    void session_finished();
+    void arm_ttl();
+
+    boost::asio::io_context& io_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    Options options_;
+    boost::asio::ssl::context* tls_;
+    SessionFactory factory_;
+    boost::asio::steady_timer ttl_timer_;
+    size_t live_ = 0;
+    bool stopped_ = false;
+};
+
+}  // namespace mirrord::agent
