@@ -1,0 +1,618 @@
+// session.cpp: one agent client — handshake, dispatch, outgoing relays, backpressure (see session.hpp).
+#include "session.hpp"
+
+#include <netdb.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "log.hpp"
+
+namespace mirrord::agent {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr size_t kReadChunk = 64 * 1024;
+
+std::string random_hex(size_t bytes) {
+    std::string raw(bytes, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1) {
+        return "session";
+    }
+    static const char* digits = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : raw) {
+        out.push_back(digits[c >> 4]);
+        out.push_back(digits[c & 15]);
+    }
+    return out;
+}
+
+std::string describe(const asio::ip::address& a, uint16_t port) {
+    return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(port);
+}
+
+bool to_address(const v1::SocketAddress& a, asio::ip::address& out) {
+    const std::string& ip = a.ip();
+    if (ip.size() == 4) {
+        asio::ip::address_v4::bytes_type b;
+        std::memcpy(b.data(), ip.data(), 4);
+        out = asio::ip::address_v4(b);
+        return true;
+    }
+    if (ip.size() == 16) {
+        asio::ip::address_v6::bytes_type b;
+        std::memcpy(b.data(), ip.data(), 16);
+        out = asio::ip::address_v6(b);
+        return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+bool to_endpoint(const v1::SocketAddress& a, asio::ip::tcp::endpoint& out) {
+    asio::ip::address addr;
+    if (!to_address(a, addr) || a.port() == 0 || a.port() > 65535) {
+        return false;
+    }
+    out = {addr, static_cast<uint16_t>(a.port())};
+    return true;
+}
+
+void from_endpoint(const asio::ip::address& addr, uint16_t port, v1::SocketAddress& out) {
+    if (addr.is_v4()) {
+        auto b = addr.to_v4().to_bytes();
+        out.set_ip(std::string(reinterpret_cast<const char*>(b.data()), b.size()));
+    } else {
+        auto b = addr.to_v6().to_bytes();
+        out.set_ip(std::string(reinterpret_cast<const char*>(b.data()), b.size()));
+    }
+    out.set_port(port);
+}
+
+Session::Session(AgentContext& ctx, std::shared_ptr<ClientTransport> transport, std::function<void()> finished)
+    : ctx_(ctx),
+      transport_(std::move(transport)),
+      finished_(std::move(finished)),
+      files_(ctx.fs),
+      keepalive_(ctx.io),
+      peer_(transport_->peer()) {}
+
+Session::~Session() = default;
+
+void Session::start() {
+    read_buf_.resize(kReadChunk);
+    log::debug("client " + peer_ + " connected");
+    arm_keepalive();
+    do_read();
+}
+
+void Session::arm_keepalive() {
+    keepalive_.expires_after(greeted_ ? ctx_.keepalive_timeout : ctx_.hello_timeout);
+    std::weak_ptr<Session> weak = weak_from_this();
+    keepalive_.async_wait([weak](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!ec && self && !self->closed_) {
+            self->close(self->greeted_ ? "no message from the client within the keepalive timeout"
+                                       : "no Hello from the client in time");
+        }
+    });
+}
+
+void Session::do_read() {
+    if (closed_ || reading_ || read_paused_) {
+        return;
+    }
+    reading_ = true;
+    transport_->async_read_some(read_buf_.data(), read_buf_.size(),
+                                [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+                                    self->reading_ = false;
+                                    if (self->closed_) {
+                                        return;
+                                    }
+                                    if (ec) {
+                                        self->close(ec == asio::error::eof ? "client left" : "read: " + ec.message());
+                                        return;
+                                    }
+                                    try {
+                                        self->decoder_.feed(self->read_buf_.data(), n);
+                                        v1::ClientMessage m;
+                                        while (!self->closed_ && self->decoder_.next_message(m)) {
+                                            self->on_message(m);
+                                        }
+                                    } catch (const protocol::ProtocolError& e) {
+                                        v1::AgentMessage bye;
+                                        bye.mutable_goodbye()->set_reason(std::string("protocol error: ") + e.what());
+                                        self->send(bye);
+                                        self->close(std::string("protocol error: ") + e.what());
+                                        return;
+                                    }
+                                    if (!self->closed_) {
+                                        self->arm_keepalive();
+                                        self->do_read();
+                                    }
+                                });
+}
+
+void Session::send(v1::AgentMessage& m) {
+    if (closed_) {
+        return;
+    }
+    try {
+        protocol::append_frame(out_pending_, m);
+    } catch (const protocol::ProtocolError& e) {
+        // Only a reply we built can be this large; say so instead of sending it.
+        v1::AgentMessage err;
+        err.set_request_id(m.request_id());
+        set_error(err, EFBIG, e.what());
+        protocol::append_frame(out_pending_, err);
+    }
+    flush();
+    update_outbound_pressure();
+}
+
+void Session::reply_error(uint64_t request_id, int err, const std::string& what) {
+    v1::AgentMessage m;
+    m.set_request_id(request_id);
+    set_error(m, err, what);
+    send(m);
+}
+
+void Session::flush() {
+    if (writing_ || out_pending_.empty() || !transport_) {
+        return;
+    }
+    out_writing_.swap(out_pending_);
+    writing_ = true;
+    transport_->async_write_all(out_writing_.data(), out_writing_.size(),
+                                [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+                                    self->writing_ = false;
+                                    self->out_writing_.clear();
+                                    if (ec) {
+                                        self->close("write: " + ec.message());
+                                        return;
+                                    }
+                                    if (self->closed_) {
+                                        if (self->out_pending_.empty() && self->transport_) {
+                                            self->transport_->close();
+                                        } else {
+                                            self->flush();
+                                        }
+                                        return;
+                                    }
+                                    self->flush();
+                                    self->update_outbound_pressure();
+                                });
+}
+
+void Session::close(const std::string& why) {
+    if (closed_) {
+        return;
+    }
+    closed_ = true;
+    log::debug("client " + peer_ + " session closed: " + why);
+    keepalive_.cancel();
+    for (auto& [id, e] : tcp_) {
+        e.conn->close();
+    }
+    tcp_.clear();
+    for (auto& [id, f] : udp_) {
+        f->close();
+    }
+    udp_.clear();
+    // Let a final Goodbye go out; the transport closes once the queue is written.
+    if (!writing_ && out_pending_.empty()) {
+        transport_->close();
+    } else {
+        flush();
+    }
+    if (finished_) {
+        auto f = std::move(finished_);
+        finished_ = nullptr;
+        f();
+    }
+}
+
+void Session::update_outbound_pressure() {
+    size_t queued = out_pending_.size() + out_writing_.size();
+    if (!remotes_paused_ && queued > ctx_.outbound_high_water) {
+        remotes_paused_ = true;
+        for (auto& [id, e] : tcp_) {
+            e.conn->pause_reading();
+        }
+        for (auto& [id, f] : udp_) {
+            f->pause_reading();
+        }
+    } else if (remotes_paused_ && queued < ctx_.outbound_low_water) {
+        remotes_paused_ = false;
+        for (auto& [id, e] : tcp_) {
+            e.conn->resume_reading();
+        }
+        for (auto& [id, f] : udp_) {
+            f->resume_reading();
+        }
+    }
+}
+
+void Session::update_inbound_pressure() {
+    size_t queued = 0;
+    for (auto& [id, e] : tcp_) {
+        queued += e.conn->queued_bytes();
+    }
+    if (!read_paused_ && queued > ctx_.inbound_high_water) {
+        read_paused_ = true;
+    } else if (read_paused_ && queued < ctx_.inbound_high_water / 2) {
+        read_paused_ = false;
+        do_read();
+    }
+}
+
+void Session::on_hello(const v1::ClientMessage& m) {
+    if (m.body_case() != v1::ClientMessage::kHello) {
+        reply_error(m.request_id(), EPROTO, "the first message must be Hello");
+        close("first message was not Hello");
+        return;
+    }
+    const auto& h = m.hello();
+    if (h.protocol_version() != v1::PROTOCOL_VERSION_CURRENT) {
+        reply_error(m.request_id(), EPROTONOSUPPORT,
+                    "protocol version " + std::to_string(h.protocol_version()) + " is not supported (agent speaks " +
+                        std::to_string(v1::PROTOCOL_VERSION_CURRENT) + ")");
+        close("unsupported protocol version");
+        return;
+    }
+    if (!ctx_.token.empty()) {
+        const std::string& got = h.auth_token();
+        bool ok = got.size() == ctx_.token.size() && CRYPTO_memcmp(got.data(), ctx_.token.data(), got.size()) == 0;
+        if (!ok) {
+            reply_error(m.request_id(), EACCES, "wrong or missing session token");
+            log::warn("client " + peer_ + " refused: wrong or missing session token");
+            close("wrong token");
+            return;
+        }
+    }
+    greeted_ = true;
+    v1::AgentMessage ack;
+    ack.set_request_id(m.request_id());
+    auto* a = ack.mutable_hello_ack();
+    a->set_protocol_version(v1::PROTOCOL_VERSION_CURRENT);
+    a->set_agent_version(MIRRORD_VERSION);
+    for (auto c : {v1::CAPABILITY_ENV, v1::CAPABILITY_FILES, v1::CAPABILITY_DNS, v1::CAPABILITY_OUTGOING_TCP,
+                   v1::CAPABILITY_OUTGOING_UDP}) {
+        a->add_capabilities(c);
+    }
+    a->set_session_id(random_hex(8));
+    a->set_target_pid(ctx_.target_pid);
+    log::info("client " + peer_ + " (" + h.client_name() + " " + h.client_version() + ") session " + a->session_id());
+    send(ack);
+}
+
+void Session::on_message(const v1::ClientMessage& m) {
+    if (!greeted_) {
+        on_hello(m);
+        return;
+    }
+    using C = v1::ClientMessage;
+    v1::AgentMessage reply;
+    reply.set_request_id(m.request_id());
+    if (files_.handle(m, reply)) {
+        if (m.request_id() != 0 || reply.has_error()) {
+            send(reply);
+        }
+        return;
+    }
+    switch (m.body_case()) {
+        case C::kHello:
+            reply_error(m.request_id(), EPROTO, "Hello was already received");
+            return;
+        case C::kPing:
+            reply.mutable_pong()->set_nonce(m.ping().nonce());
+            send(reply);
+            return;
+        case C::kPong:
+            return;
+        case C::kGoodbye:
+            close("client said goodbye: " + m.goodbye().reason());
+            return;
+        case C::kGetEnv:
+            get_env(m);
+            return;
+        case C::kGetAddrInfo:
+            get_addr_info(m);
+            return;
+        case C::kTcpConnect:
+            tcp_connect(m);
+            return;
+        case C::kTcpData:
+            tcp_data(m.tcp_data());
+            return;
+        case C::kTcpShutdown:
+            tcp_shutdown(m.tcp_shutdown().connection_id());
+            return;
+        case C::kTcpClose:
+            tcp_forget(m.tcp_close().connection_id(), 0, false);
+            return;
+        case C::kUdpOpen:
+            udp_open(m);
+            return;
+        case C::kUdpDatagram: {
+            auto it = udp_.find(m.udp_datagram().flow_id());
+            if (it != udp_.end()) {
+                it->second->send(m.udp_datagram().data());
+            }
+            return;
+        }
+        case C::kUdpClose: {
+            auto it = udp_.find(m.udp_close().flow_id());
+            if (it != udp_.end()) {
+                it->second->close();
+                udp_.erase(it);
+            }
+            return;
+        }
+        case C::kSubscribe:
+        case C::kUnsubscribe:
+        case C::kIncomingData:
+        case C::kIncomingShutdown:
+        case C::kIncomingClose:
+        case C::kHttpResponseStart:
+        case C::kHttpBody:
+        case C::kHttpAbort:
+            reply_error(m.request_id(), ENOTSUP, "incoming traffic (mirror/steal) is not available in this agent yet");
+            return;
+        default:
+            reply_error(m.request_id(), ENOTSUP, "unknown request");
+            return;
+    }
+}
+
+void Session::get_env(const v1::ClientMessage& m) {
+    std::vector<std::string> include(m.get_env().include().begin(), m.get_env().include().end());
+    std::vector<std::string> exclude(m.get_env().exclude().begin(), m.get_env().exclude().end());
+    v1::AgentMessage reply;
+    reply.set_request_id(m.request_id());
+    auto* vars = reply.mutable_env_vars()->mutable_vars();
+    for (auto& [k, v] : select_env(ctx_.target_env, include, exclude)) {
+        (*vars)[k] = v;
+    }
+    send(reply);
+}
+
+void Session::get_addr_info(const v1::ClientMessage& m) {
+    const auto& g = m.get_addr_info();
+    AddrInfoQuery q;
+    q.node = g.node();
+    if (g.port() > 65535) {
+        reply_error(m.request_id(), -EAI_SERVICE, "port out of range");
+        return;
+    }
+    q.port = static_cast<uint16_t>(g.port());
+    q.family = g.family();
+    q.socktype = g.socktype();
+    q.protocol = g.protocol();
+    q.flags = g.flags();
+    std::weak_ptr<Session> weak = weak_from_this();
+    uint64_t rid = m.request_id();
+    std::string node = g.node();
+    ctx_.dns.getaddrinfo(std::move(q), [weak, rid, node](AddrInfoResult r) {
+        auto self = weak.lock();
+        if (!self || self->closed_) {
+            return;
+        }
+        v1::AgentMessage reply;
+        reply.set_request_id(rid);
+        if (r.eai != 0) {
+            auto* e = reply.mutable_error();
+            e->set_code(r.eai);
+            e->set_message("getaddrinfo " + node + ": " + gai_strerror(r.eai));
+        } else {
+            auto* out = reply.mutable_addr_info();
+            out->set_canonical_name(r.canonical_name);
+            for (const auto& a : r.addresses) {
+                auto* e = out->add_entries();
+                boost::system::error_code ec;
+                auto addr = asio::ip::make_address(a.ip, ec);
+                if (ec) {
+                    continue;
+                }
+                from_endpoint(addr, a.port, *e->mutable_address());
+                e->set_family(a.family);
+                e->set_socktype(a.socktype);
+                e->set_protocol(a.protocol);
+            }
+        }
+        self->send(reply);
+    });
+}
+
+void Session::tcp_connect(const v1::ClientMessage& m) {
+    asio::ip::tcp::endpoint ep;
+    if (!to_endpoint(m.tcp_connect().remote(), ep)) {
+        reply_error(m.request_id(), EINVAL, "connect: remote address must be a 4 or 16 byte IP and a port 1-65535");
+        return;
+    }
+    if (connection_count() >= ctx_.max_connections) {
+        reply_error(m.request_id(), EMFILE, "connect: per-client connection limit reached");
+        return;
+    }
+    auto timeout = ctx_.connect_timeout;
+    if (m.tcp_connect().timeout_ms() != 0) {
+        timeout = std::chrono::milliseconds(std::min<uint32_t>(m.tcp_connect().timeout_ms(), 120000));
+    }
+    std::weak_ptr<Session> weak = weak_from_this();
+    uint64_t rid = m.request_id();
+    std::string target = describe(ep.address(), ep.port());
+    OutgoingTcp::connect(ctx_.io, ep, timeout, [weak, rid, target](int err, std::shared_ptr<OutgoingTcp> conn) {
+        auto self = weak.lock();
+        if (!self || self->closed_) {
+            if (conn) {
+                conn->close();
+            }
+            return;
+        }
+        if (err != 0) {
+            self->reply_error(rid, err, "connect to " + target);
+            return;
+        }
+        uint64_t id = self->next_conn_id_++;
+        self->tcp_[id] = TcpEntry{conn};
+        v1::AgentMessage reply;
+        reply.set_request_id(rid);
+        auto* c = reply.mutable_tcp_connected();
+        c->set_connection_id(id);
+        from_endpoint(conn->local_endpoint().address(), conn->local_endpoint().port(), *c->mutable_local());
+        from_endpoint(conn->remote_endpoint().address(), conn->remote_endpoint().port(), *c->mutable_remote());
+        self->send(reply);
+        OutgoingTcp::Handlers h;
+        h.on_data = [weak, id](std::string_view data) {
+            auto s = weak.lock();
+            if (!s || s->closed_) {
+                return;
+            }
+            v1::AgentMessage out;
+            auto* d = out.mutable_tcp_data();
+            d->set_connection_id(id);
+            d->set_data(std::string(data));
+            s->send(out);
+        };
+        h.on_eof = [weak, id] {
+            auto s = weak.lock();
+            if (!s || s->closed_) {
+                return;
+            }
+            auto it = s->tcp_.find(id);
+            if (it == s->tcp_.end()) {
+                return;
+            }
+            it->second.remote_eof = true;
+            v1::AgentMessage out;
+            out.mutable_tcp_shutdown()->set_connection_id(id);
+            s->send(out);
+            s->maybe_finish_tcp(id);
+        };
+        h.on_error = [weak, id](int e) {
+            if (auto s = weak.lock(); s && !s->closed_) {
+                s->tcp_forget(id, e, true);
+            }
+        };
+        h.on_write_drained = [weak, id] {
+            if (auto s = weak.lock(); s && !s->closed_) {
+                s->update_inbound_pressure();
+                s->maybe_finish_tcp(id);
+            }
+        };
+        conn->start(std::move(h));
+        if (self->remotes_paused_) {
+            conn->pause_reading();
+        }
+    });
+}
+
+void Session::tcp_data(const v1::TcpData& d) {
+    auto it = tcp_.find(d.connection_id());
+    if (it == tcp_.end() || it->second.client_shutdown) {
+        return;  // closed meanwhile: the client learns it from our TcpClose
+    }
+    it->second.conn->write(d.data());
+    update_inbound_pressure();
+}
+
+void Session::tcp_shutdown(uint64_t id) {
+    auto it = tcp_.find(id);
+    if (it == tcp_.end()) {
+        return;
+    }
+    it->second.client_shutdown = true;
+    it->second.conn->shutdown_write();
+    maybe_finish_tcp(id);
+}
+
+void Session::maybe_finish_tcp(uint64_t id) {
+    auto it = tcp_.find(id);
+    if (it == tcp_.end()) {
+        return;
+    }
+    auto& e = it->second;
+    if (e.remote_eof && e.client_shutdown && e.conn->queued_bytes() == 0) {
+        tcp_forget(id, 0, true);
+    }
+}
+
+void Session::tcp_forget(uint64_t id, int err, bool tell_client) {
+    auto it = tcp_.find(id);
+    if (it == tcp_.end()) {
+        return;
+    }
+    it->second.conn->close();
+    tcp_.erase(it);
+    if (tell_client) {
+        v1::AgentMessage out;
+        out.mutable_tcp_close()->set_connection_id(id);
+        out.mutable_tcp_close()->set_error(err);
+        send(out);
+    }
+    update_inbound_pressure();
+}
+
+void Session::udp_open(const v1::ClientMessage& m) {
+    asio::ip::address addr;
+    const auto& r = m.udp_open().remote();
+    if (!to_address(r, addr) || r.port() == 0 || r.port() > 65535) {
+        reply_error(m.request_id(), EINVAL, "udp: remote address must be a 4 or 16 byte IP and a port 1-65535");
+        return;
+    }
+    if (connection_count() >= ctx_.max_connections) {
+        reply_error(m.request_id(), EMFILE, "udp: per-client connection limit reached");
+        return;
+    }
+    std::shared_ptr<OutgoingUdp> flow;
+    asio::ip::udp::endpoint ep(addr, static_cast<uint16_t>(r.port()));
+    int err = OutgoingUdp::open(ctx_.io, ep, flow);
+    if (err != 0) {
+        reply_error(m.request_id(), err, "udp to " + describe(addr, ep.port()));
+        return;
+    }
+    uint64_t id = next_conn_id_++;
+    udp_[id] = flow;
+    v1::AgentMessage reply;
+    reply.set_request_id(m.request_id());
+    reply.mutable_udp_opened()->set_flow_id(id);
+    from_endpoint(flow->local_endpoint().address(), flow->local_endpoint().port(),
+                  *reply.mutable_udp_opened()->mutable_local());
+    send(reply);
+    std::weak_ptr<Session> weak = weak_from_this();
+    v1::SocketAddress peer = r;
+    flow->start({[weak, id, peer](std::string_view datagram) {
+                     auto s = weak.lock();
+                     if (!s || s->closed_) {
+                         return;
+                     }
+                     v1::AgentMessage out;
+                     auto* d = out.mutable_udp_datagram();
+                     d->set_flow_id(id);
+                     d->set_data(std::string(datagram));
+                     *d->mutable_peer() = peer;
+                     s->send(out);
+                 },
+                 [weak, id](int) {
+                     auto s = weak.lock();
+                     if (!s || s->closed_) {
+                         return;
+                     }
+                     s->udp_.erase(id);
+                     v1::AgentMessage out;
+                     out.mutable_udp_close()->set_flow_id(id);
+                     s->send(out);
+                 }});
+    if (remotes_paused_) {
+        flow->pause_reading();
+    }
+}
+
+}  // namespace mirrord::agent

@@ -1,0 +1,85 @@
+// session.hpp: one client of the agent. Reads frames from its transport, expects Hello (token and
+// protocol version checked) first, then answers requests — env, files, DNS, outgoing TCP/UDP —
+// and pushes data from remote sockets back. Memory stays bounded: when too much waits to go to
+// the client, reading from its remote sockets pauses; when too much waits to go to remotes,
+// reading from the client pauses. Everything the client opened is released when it leaves.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "agent_context.hpp"
+#include "client_transport.hpp"
+#include "file_service.hpp"
+#include "mirrord.pb.h"
+#include "mirrord/protocol/frame.hpp"
+#include "outgoing_tcp.hpp"
+#include "outgoing_udp.hpp"
+
+namespace mirrord::agent {
+
+class Session : public std::enable_shared_from_this<Session> {
+public:
+    Session(AgentContext& ctx, std::shared_ptr<ClientTransport> transport, std::function<void()> finished);
+    ~Session();
+    void start();
+
+private:
+    struct TcpEntry {
+        std::shared_ptr<OutgoingTcp> conn;
+        bool remote_eof = false;
+        bool client_shutdown = false;
+    };
+
+    void do_read();
+    void on_message(const v1::ClientMessage& m);
+    void on_hello(const v1::ClientMessage& m);
+    void send(v1::AgentMessage& m);
+    void reply_error(uint64_t request_id, int err, const std::string& what);
+    void flush();
+    void close(const std::string& why);
+    void arm_keepalive();
+
+    void get_env(const v1::ClientMessage& m);
+    void get_addr_info(const v1::ClientMessage& m);
+    void tcp_connect(const v1::ClientMessage& m);
+    void tcp_data(const v1::TcpData& d);
+    void tcp_shutdown(uint64_t id);
+    void tcp_forget(uint64_t id, int err, bool tell_client);
+    void maybe_finish_tcp(uint64_t id);
+    void udp_open(const v1::ClientMessage& m);
+
+    size_t connection_count() const { return tcp_.size() + udp_.size(); }
+    void update_outbound_pressure();
+    void update_inbound_pressure();
+
+    AgentContext& ctx_;
+    std::shared_ptr<ClientTransport> transport_;
+    std::function<void()> finished_;
+    protocol::FrameDecoder decoder_;
+    FileService files_;
+    boost::asio::steady_timer keepalive_;
+    std::string read_buf_;
+    std::string out_pending_;   // frames waiting to be written
+    std::string out_writing_;   // the frames being written now
+    bool writing_ = false;
+    bool reading_ = false;
+    bool read_paused_ = false;
+    bool remotes_paused_ = false;
+    bool greeted_ = false;
+    bool closed_ = false;
+    std::map<uint64_t, TcpEntry> tcp_;
+    std::map<uint64_t, std::shared_ptr<OutgoingUdp>> udp_;
+    uint64_t next_conn_id_ = 1;
+    std::string peer_;
+};
+
+// Converts a SocketAddress (4 or 16 byte IP + port) to a TCP endpoint; false if malformed.
+bool to_endpoint(const v1::SocketAddress& a, boost::asio::ip::tcp::endpoint& out);
+void from_endpoint(const boost::asio::ip::address& addr, uint16_t port, v1::SocketAddress& out);
+
+}  // namespace mirrord::agent

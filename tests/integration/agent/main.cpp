@@ -1,0 +1,3 @@
+// main.cpp: Catch2 entry point for the agent integration tests.
+#define CATCH_CONFIG_MAIN
+#include <catch2/catch.hpp>
