@@ -253,8 +253,9 @@ long rss_kib(pid_t pid) {
     return -1;
 }
 
-void row(const char* what, double tool, double direct, double alt, const char* unit, bool higher_better) {
-    double ratio = higher_better ? tool / direct : tool / direct;
+// ratio = tool / direct: for throughput higher is better, for times lower is better.
+void row(const char* what, double tool, double direct, double alt, const char* unit) {
+    double ratio = tool / direct;
     if (alt > 0) {
         std::printf("%-34s %10.1f %s  direct %10.1f  socat %10.1f   ratio vs direct %5.2f  vs socat %5.2f\n", what,
                     tool, unit, direct, alt, ratio, tool / alt);
@@ -266,15 +267,30 @@ void row(const char* what, double tool, double direct, double alt, const char* u
 
 }  // namespace
 
+int run(int argc, char** argv, AgentProcess& agent);
+
 int main(int argc, char** argv) {
+    AgentProcess agent;
+    try {
+        agent = AgentProcess::start({"--ttl", "60", "--log-level", "debug"});
+        return run(argc, argv, agent);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_agent: %s\nagent log:\n%s\n", e.what(), agent.read_stderr().c_str());
+        agent.kill_now();
+        return 1;
+    }
+}
+
+int run(int argc, char** argv, AgentProcess& agent) {
     bool quick = argc > 1 && std::string(argv[1]) == "--quick";
     ::signal(SIGPIPE, SIG_IGN);
     const size_t kBulk = quick ? (64u << 20) : (512u << 20);
     const int kRounds = quick ? 500 : 5000;
 
-    auto agent = AgentProcess::start({"--ttl", "60"});
+
     AgentClient c(agent.host, agent.port);
     c.hello();
+    long idle_rss = rss_kib(agent.pid);
     std::printf("mirrord-agent %s, targetless on loopback; bulk %zu MiB, %d round trips\n", MIRRORD_VERSION,
                 kBulk >> 20, kRounds);
     std::printf("%-34s %-15s %-17s %-17s\n", "measure", "via agent", "", "");
@@ -286,15 +302,15 @@ int main(int argc, char** argv) {
     double up_d = direct_upload(sink.port, kBulk);
     double up_a = agent_upload(c, sink.port, kBulk);
     double up_s = have_socat ? direct_upload(socat_sink.port, kBulk) : 0;
-    row("TCP upload (MB/s)", up_a, up_d, up_s, "MB/s", true);
+    row("TCP upload (MB/s)", up_a, up_d, up_s, "MB/s");
     double dn_d = direct_download(gen.port, kBulk);
     double dn_a = agent_download(c, gen.port);
     double dn_s = have_socat ? direct_download(socat_gen.port, kBulk) : 0;
-    row("TCP download (MB/s)", dn_a, dn_d, dn_s, "MB/s", true);
+    row("TCP download (MB/s)", dn_a, dn_d, dn_s, "MB/s");
     double rtt_d = direct_rtt_us(echo.port, kRounds);
     double rtt_a = agent_rtt_us(c, echo.port, kRounds);
     double rtt_s = have_socat ? direct_rtt_us(socat_echo.port, kRounds) : 0;
-    row("TCP round trip (us)", rtt_a, rtt_d, rtt_s, "us  ", false);
+    row("TCP round trip (us)", rtt_a, rtt_d, rtt_s, "us  ");
     std::printf("   round-trip target: <= 2x direct + 30 us = %.1f us -> %s\n", 2 * rtt_d + 30,
                 rtt_a <= 2 * rtt_d + 30 ? "met" : "NOT met");
 
@@ -322,7 +338,7 @@ int main(int argc, char** argv) {
         }
         double a_us = secs(Clock::now() - t0) / n * 1e6;
         std::string label = "read_whole " + std::to_string(size >> 10) + " KiB (us, 1 round trip)";
-        row(label.c_str(), a_us, d_us, 0, "us  ", false);
+        row(label.c_str(), a_us, d_us, 0, "us  ");
     }
     fs::remove_all(dir);
 
@@ -346,18 +362,19 @@ int main(int argc, char** argv) {
             c.request(m);
         }
         double a_us = secs(Clock::now() - t0) / n * 1e6;
-        row("getaddrinfo x1000 (us per call)", a_us, d_us, 0, "us  ", false);
+        row("getaddrinfo x1000 (us per call)", a_us, d_us, 0, "us  ");
     }
 
-    long idle = rss_kib(agent.pid);
+    long after_traffic = rss_kib(agent.pid);
     std::vector<std::unique_ptr<AgentClient>> many;
     for (int i = 0; i < 50; ++i) {
         many.push_back(std::make_unique<AgentClient>(agent.host, agent.port));
         many.back()->hello();
     }
     long busy = rss_kib(agent.pid);
-    std::printf("agent RSS: %.1f MiB with 1 client (target < 10 MiB), %.1f MiB with 51 clients\n", idle / 1024.0,
-                busy / 1024.0);
+    std::printf("agent RSS: %.1f MiB idle with 1 client (target < 10 MiB), %.1f MiB after the traffic above, "
+                "%.1f MiB with 51 clients\n",
+                idle_rss / 1024.0, after_traffic / 1024.0, busy / 1024.0);
     agent.kill_now();
     return 0;
 }

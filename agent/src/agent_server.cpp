@@ -1,6 +1,10 @@
 // agent_server.cpp: accept loop, TLS wrapping and TTL of the agent (see agent_server.hpp).
 #include "agent_server.hpp"
 
+#include <boost/asio/post.hpp>
+
+#include <malloc.h>
+
 #include <system_error>
 
 namespace mirrord::agent {
@@ -95,6 +99,8 @@ void AgentServer::session_finished() {
     if (live_ > 0 && --live_ == 0) {
         arm_ttl();
     }
+    // A session may have moved a lot of data: give freed buffers back to the system.
+    asio::post(io_, [] { ::malloc_trim(0); });
 }
 
 void AgentServer::arm_ttl() {

@@ -31,7 +31,7 @@ public:
         std::function<void()> on_write_drained;              // write queue became empty
     };
 
-    static constexpr size_t kReadChunk = 64 * 1024;
+    static constexpr size_t kReadChunk = 256 * 1024;
 
     // Starts a connect; the socket is created by the calling thread (its netns applies).
     static void connect(boost::asio::io_context& io, const Endpoint& remote,

@@ -17,7 +17,7 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kReadChunk = 256 * 1024;
 
 std::string random_hex(size_t bytes) {
     std::string raw(bytes, '\0');
@@ -87,6 +87,7 @@ Session::Session(AgentContext& ctx, std::shared_ptr<ClientTransport> transport, 
 Session::~Session() = default;
 
 void Session::start() {
+    self_ = shared_from_this();
     read_buf_.resize(kReadChunk);
     log::debug("client " + peer_ + " connected");
     arm_keepalive();
@@ -217,6 +218,8 @@ void Session::close(const std::string& why) {
         finished_ = nullptr;
         f();
     }
+    // Pending handlers hold their own references; drop ours once this call has returned.
+    asio::post(ctx_.io, [self = std::move(self_)] {});
 }
 
 void Session::update_outbound_pressure() {

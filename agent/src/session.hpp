@@ -76,6 +76,9 @@ private:
     std::map<uint64_t, std::shared_ptr<OutgoingUdp>> udp_;
     uint64_t next_conn_id_ = 1;
     std::string peer_;
+    // Keeps the session alive while no I/O is pending (e.g. reading paused for backpressure);
+    // released by close().
+    std::shared_ptr<Session> self_;
 };
 
 // Converts a SocketAddress (4 or 16 byte IP + port) to a TCP endpoint; false if malformed.

@@ -227,7 +227,7 @@ void AgentClient::write_all(const std::string& bytes) {
                          : ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
         if (n <= 0) {
             if (!tls_ && n < 0 && errno == EINTR) continue;
-            throw std::runtime_error("write to agent failed");
+            throw std::runtime_error(std::string("write to agent failed: ") + (n < 0 ? std::strerror(errno) : "connection closed"));
         }
         off += static_cast<size_t>(n);
     }
@@ -242,13 +242,13 @@ bool AgentClient::read_some(std::chrono::milliseconds timeout) {
         pollfd pfd{fd_, POLLIN, 0};
         if (::poll(&pfd, 1, static_cast<int>(timeout.count())) <= 0) return false;
     }
-    char buf[65536];
-    ssize_t n = tls_ ? SSL_read(tls_->ssl, buf, sizeof buf) : ::recv(fd_, buf, sizeof buf, 0);
+    static thread_local std::string buf(256 * 1024, '\0');
+    ssize_t n = tls_ ? SSL_read(tls_->ssl, buf.data(), static_cast<int>(buf.size())) : ::recv(fd_, buf.data(), buf.size(), 0);
     if (n <= 0) {
         eof_ = true;
         return false;
     }
-    decoder_.feed(buf, static_cast<size_t>(n));
+    decoder_.feed(buf.data(), static_cast<size_t>(n));
     v1::AgentMessage m;
     while (decoder_.next_message(m)) {
         (m.request_id() != 0 ? replies_ : pushed_).push_back(m);

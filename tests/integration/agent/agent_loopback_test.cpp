@@ -479,3 +479,42 @@ TEST_CASE("TTL: the agent exits when no client came, and after the last one left
         CHECK(agent.p.wait_exit(std::chrono::seconds(5)) == 0);
     }
 }
+
+TEST_CASE("backpressure: a slow remote pauses reading from the client, and nothing is lost") {
+    // The remote reads nothing for a while: the agent's queue to it passes its high-water mark,
+    // the agent stops reading the client (TCP pushes back), then everything arrives in order.
+    Listener l(SOCK_STREAM);
+    const std::string up = pattern(48 << 20, 9);
+    std::string server_got;
+    std::thread server([&] {
+        int s = ::accept(l.fd, nullptr, nullptr);
+        ::usleep(1500000);
+        char buf[65536];
+        ssize_t n;
+        while ((n = ::read(s, buf, sizeof buf)) > 0) server_got.append(buf, n);
+        ::close(s);
+    });
+    Agent agent;
+    AgentClient c(agent.p.host, agent.p.port);
+    REQUIRE(c.hello().has_hello_ack());
+    v1::ClientMessage cm;
+    *cm.mutable_tcp_connect()->mutable_remote() = socket_address("127.0.0.1", l.port);
+    auto r = c.request(cm);
+    REQUIRE(r.has_tcp_connected());
+    uint64_t id = r.tcp_connected().connection_id();
+    for (size_t off = 0; off < up.size(); off += 512 * 1024) {
+        v1::ClientMessage d;
+        d.mutable_tcp_data()->set_connection_id(id);
+        d.mutable_tcp_data()->set_data(up.substr(off, 512 * 1024));
+        c.send(d);  // blocks while the agent is not reading
+    }
+    v1::ClientMessage sh;
+    sh.mutable_tcp_shutdown()->set_connection_id(id);
+    c.send(sh);
+    server.join();
+    CHECK(server_got.size() == up.size());
+    CHECK(server_got == up);
+    v1::ClientMessage ping;
+    ping.mutable_ping()->set_nonce(5);
+    CHECK(c.request(ping).has_pong());
+}
