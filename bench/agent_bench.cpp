@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "agent_client.hpp"
+#include "mirrord/harness/cluster.hpp"
 
 using namespace mirrord;
 using namespace mirrord::test;
@@ -34,15 +35,30 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+namespace h = mirrord::harness;
+
+// Where the benchmark's servers and direct clients live. Pod mode (root): servers in the harness
+// cluster's service netns, direct clients and socat inside the pod's netns, the agent targeting
+// the pod. Loopback mode (not root): everything on this netns's loopback, targetless agent.
+h::Cluster* g_cluster = nullptr;
+std::string g_server_ip = "127.0.0.1";
+
+int new_socket(bool server) {
+    if (g_cluster != nullptr) {
+        return g_cluster->socket_in(server ? h::Ns::service : h::Ns::pod, AF_INET, SOCK_STREAM | SOCK_CLOEXEC).release();
+    }
+    return ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+}
+
 double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 int listen_tcp(uint16_t& port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = new_socket(true);
     int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     sockaddr_in a{};
     a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::inet_pton(AF_INET, g_server_ip.c_str(), &a.sin_addr);
     ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
     ::listen(fd, 64);
     socklen_t l = sizeof a;
@@ -51,12 +67,12 @@ int listen_tcp(uint16_t& port) {
     return fd;
 }
 
-int connect_tcp(uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+int connect_tcp(uint16_t port, const std::string& ip = g_server_ip) {
+    int fd = new_socket(false);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
     for (int i = 0; i < 100 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0; ++i) {
         ::usleep(20000);
     }
@@ -110,35 +126,41 @@ struct Server {
     }
 };
 
-// socat relay: listen on a port, forward to `to`.
+// socat relay (where the direct clients are): listens on 127.0.0.1:port, forwards to the server.
 struct Socat {
     pid_t pid = -1;
     uint16_t port = 0;
     explicit Socat(uint16_t to) {
-        int tmp = listen_tcp(port);
-        ::close(tmp);
-        pid = ::fork();
-        if (pid == 0) {
-            std::string l = "TCP-LISTEN:" + std::to_string(port) + ",bind=127.0.0.1,reuseaddr,fork,nodelay";
-            std::string r = "TCP:127.0.0.1:" + std::to_string(to) + ",nodelay";
-            int devnull = ::open("/dev/null", O_WRONLY);
-            ::dup2(devnull, 2);
-            ::execlp("socat", "socat", l.c_str(), r.c_str(), nullptr);
-            _exit(127);
+        static uint16_t next = 41000;
+        port = next++;
+        std::string l = "TCP-LISTEN:" + std::to_string(port) + ",bind=127.0.0.1,reuseaddr,fork,nodelay";
+        std::string r = "TCP:" + g_server_ip + ":" + std::to_string(to) + ",nodelay";
+        if (g_cluster != nullptr) {
+            pid = g_cluster->spawn_in(h::Ns::pod, {"socat", l, r});
+        } else {
+            pid = ::fork();
+            if (pid == 0) {
+                int devnull = ::open("/dev/null", O_WRONLY);
+                ::dup2(devnull, 2);
+                ::execlp("socat", "socat", l.c_str(), r.c_str(), nullptr);
+                _exit(127);
+            }
         }
-        ::usleep(200000);
+        ::usleep(300000);
     }
-    bool ok() const { return pid > 0 && ::waitpid(pid, nullptr, WNOHANG) == 0; }
+    bool ok() const { return pid > 0 && ::kill(pid, 0) == 0; }
     ~Socat() {
-        if (pid > 0) {
+        if (g_cluster != nullptr) {
+            g_cluster->kill_spawned(pid);
+        } else if (pid > 0) {
             ::kill(pid, SIGKILL);
             ::waitpid(pid, nullptr, 0);
         }
     }
 };
 
-double direct_upload(uint16_t port, size_t bytes) {
-    int fd = connect_tcp(port);
+double direct_upload(uint16_t port, size_t bytes, const std::string& ip = g_server_ip) {
+    int fd = connect_tcp(port, ip);
     std::string chunk(256 * 1024, 'u');
     auto t0 = Clock::now();
     for (size_t sent = 0; sent < bytes; sent += chunk.size()) {
@@ -153,8 +175,8 @@ double direct_upload(uint16_t port, size_t bytes) {
     return mbps;
 }
 
-double direct_download(uint16_t port, size_t bytes) {
-    int fd = connect_tcp(port);
+double direct_download(uint16_t port, size_t bytes, const std::string& ip = g_server_ip) {
+    int fd = connect_tcp(port, ip);
     std::string b(1 << 16, '\0');
     auto t0 = Clock::now();
     size_t got = 0;
@@ -165,8 +187,8 @@ double direct_download(uint16_t port, size_t bytes) {
     return bytes ? mbps : 0;
 }
 
-double direct_rtt_us(uint16_t port, int rounds) {
-    int fd = connect_tcp(port);
+double direct_rtt_us(uint16_t port, int rounds, const std::string& ip = g_server_ip) {
+    int fd = connect_tcp(port, ip);
     char c = 'x';
     auto t0 = Clock::now();
     for (int i = 0; i < rounds; ++i) {
@@ -180,7 +202,7 @@ double direct_rtt_us(uint16_t port, int rounds) {
 
 uint64_t agent_connect(AgentClient& c, uint16_t port) {
     v1::ClientMessage m;
-    *m.mutable_tcp_connect()->mutable_remote() = socket_address("127.0.0.1", port);
+    *m.mutable_tcp_connect()->mutable_remote() = socket_address(g_server_ip, port);
     auto r = c.request(m);
     if (!r.has_tcp_connected()) throw std::runtime_error("connect through agent failed");
     return r.tcp_connected().connection_id();
@@ -271,8 +293,17 @@ int run(int argc, char** argv, AgentProcess& agent);
 
 int main(int argc, char** argv) {
     AgentProcess agent;
+    std::unique_ptr<h::Cluster> cluster;
     try {
-        agent = AgentProcess::start({"--ttl", "60", "--log-level", "debug"});
+        std::vector<std::string> args{"--ttl", "60"};
+        if (::geteuid() == 0) {
+            cluster = h::Cluster::create();
+            g_cluster = cluster.get();
+            g_server_ip = h::kServiceIp;
+            args.push_back("--target-pid");
+            args.push_back(std::to_string(cluster->pod_pid()));
+        }
+        agent = AgentProcess::start(args);
         return run(argc, argv, agent);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_agent: %s\nagent log:\n%s\n", e.what(), agent.read_stderr().c_str());
@@ -291,7 +322,9 @@ int run(int argc, char** argv, AgentProcess& agent) {
     AgentClient c(agent.host, agent.port);
     c.hello();
     long idle_rss = rss_kib(agent.pid);
-    std::printf("mirrord-agent %s, targetless on loopback; bulk %zu MiB, %d round trips\n", MIRRORD_VERSION,
+    std::printf("mirrord-agent %s, %s; bulk %zu MiB, %d round trips\n", MIRRORD_VERSION,
+                g_cluster ? "targeting the harness pod (direct = from inside the pod to a cluster service)"
+                          : "targetless on loopback (not root: no pod)",
                 kBulk >> 20, kRounds);
     std::printf("%-34s %-15s %-17s %-17s\n", "measure", "via agent", "", "");
 
@@ -301,24 +334,29 @@ int run(int argc, char** argv, AgentProcess& agent) {
 
     double up_d = direct_upload(sink.port, kBulk);
     double up_a = agent_upload(c, sink.port, kBulk);
-    double up_s = have_socat ? direct_upload(socat_sink.port, kBulk) : 0;
+    double up_s = have_socat ? direct_upload(socat_sink.port, kBulk, "127.0.0.1") : 0;
     row("TCP upload (MB/s)", up_a, up_d, up_s, "MB/s");
     double dn_d = direct_download(gen.port, kBulk);
     double dn_a = agent_download(c, gen.port);
-    double dn_s = have_socat ? direct_download(socat_gen.port, kBulk) : 0;
+    double dn_s = have_socat ? direct_download(socat_gen.port, kBulk, "127.0.0.1") : 0;
     row("TCP download (MB/s)", dn_a, dn_d, dn_s, "MB/s");
     double rtt_d = direct_rtt_us(echo.port, kRounds);
     double rtt_a = agent_rtt_us(c, echo.port, kRounds);
-    double rtt_s = have_socat ? direct_rtt_us(socat_echo.port, kRounds) : 0;
+    double rtt_s = have_socat ? direct_rtt_us(socat_echo.port, kRounds, "127.0.0.1") : 0;
     row("TCP round trip (us)", rtt_a, rtt_d, rtt_s, "us  ");
     std::printf("   round-trip target: <= 2x direct + 30 us = %.1f us -> %s\n", 2 * rtt_d + 30,
                 rtt_a <= 2 * rtt_d + 30 ? "met" : "NOT met");
 
     namespace fs = std::filesystem;
-    std::string dir = fs::temp_directory_path() / ("mirrord-bench-" + std::to_string(::getpid()));
+    // In pod mode the file lives in the pod's root: the agent reads /app/..., the direct path
+    // reads the same tmpfs file through /proc/PID/root.
+    std::string seen_dir = g_cluster ? std::string("/app/bench-") + std::to_string(::getpid())
+                                     : (fs::temp_directory_path() / ("mirrord-bench-" + std::to_string(::getpid()))).string();
+    std::string dir = g_cluster ? "/proc/" + std::to_string(g_cluster->pod_pid()) + "/root" + seen_dir : seen_dir;
     fs::create_directories(dir);
     for (size_t size : {size_t{64} << 10, size_t{1} << 20}) {
         std::string path = dir + "/f" + std::to_string(size);
+        std::string agent_path = seen_dir + "/f" + std::to_string(size);
         std::ofstream(path, std::ios::binary) << std::string(size, 'f');
         int n = quick ? 200 : 1000;
         auto t0 = Clock::now();
@@ -332,7 +370,7 @@ int run(int argc, char** argv, AgentProcess& agent) {
         t0 = Clock::now();
         for (int i = 0; i < n; ++i) {
             v1::ClientMessage m;
-            m.mutable_file_read_whole()->set_path(path);
+            m.mutable_file_read_whole()->set_path(agent_path);
             m.mutable_file_read_whole()->set_max_size(size);
             if (c.request(m).file_whole().data().size() != size) throw std::runtime_error("read_whole short");
         }
@@ -365,6 +403,18 @@ int run(int argc, char** argv, AgentProcess& agent) {
         row("getaddrinfo x1000 (us per call)", a_us, d_us, 0, "us  ");
     }
 
+    if (g_cluster) {
+        int n = 200;
+        auto t0 = Clock::now();
+        for (int i = 0; i < n; ++i) {
+            v1::ClientMessage m;
+            m.mutable_get_addr_info()->set_node("echo");  // search domains + the cluster's dnsmasq
+            m.mutable_get_addr_info()->set_family(AF_INET);
+            if (!c.request(m).has_addr_info()) throw std::runtime_error("resolving echo failed");
+        }
+        std::printf("%-34s %10.1f us   (cluster DNS, 4 search-domain lookups; no direct equivalent)\n",
+                    "getaddrinfo(\"echo\") via agent", secs(Clock::now() - t0) / n * 1e6);
+    }
     long after_traffic = rss_kib(agent.pid);
     std::vector<std::unique_ptr<AgentClient>> many;
     for (int i = 0; i < 50; ++i) {

@@ -88,7 +88,7 @@ Session::~Session() = default;
 
 void Session::start() {
     self_ = shared_from_this();
-    read_buf_.resize(kReadChunk);
+    read_buf_.reset(new char[kReadChunk]);
     log::debug("client " + peer_ + " connected");
     arm_keepalive();
     do_read();
@@ -111,7 +111,7 @@ void Session::do_read() {
         return;
     }
     reading_ = true;
-    transport_->async_read_some(read_buf_.data(), read_buf_.size(),
+    transport_->async_read_some(read_buf_.get(), kReadChunk,
                                 [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
                                     self->reading_ = false;
                                     if (self->closed_) {
@@ -122,7 +122,7 @@ void Session::do_read() {
                                         return;
                                     }
                                     try {
-                                        self->decoder_.feed(self->read_buf_.data(), n);
+                                        self->decoder_.feed(self->read_buf_.get(), n);
                                         v1::ClientMessage m;
                                         while (!self->closed_ && self->decoder_.next_message(m)) {
                                             self->on_message(m);
@@ -296,7 +296,7 @@ void Session::on_hello(const v1::ClientMessage& m) {
     send(ack);
 }
 
-void Session::on_message(const v1::ClientMessage& m) {
+void Session::on_message(v1::ClientMessage& m) {
     if (!greeted_) {
         on_hello(m);
         return;
@@ -333,7 +333,7 @@ void Session::on_message(const v1::ClientMessage& m) {
             tcp_connect(m);
             return;
         case C::kTcpData:
-            tcp_data(m.tcp_data());
+            tcp_data(*m.mutable_tcp_data());
             return;
         case C::kTcpShutdown:
             tcp_shutdown(m.tcp_shutdown().connection_id());
@@ -517,12 +517,12 @@ void Session::tcp_connect(const v1::ClientMessage& m) {
     });
 }
 
-void Session::tcp_data(const v1::TcpData& d) {
+void Session::tcp_data(v1::TcpData& d) {
     auto it = tcp_.find(d.connection_id());
     if (it == tcp_.end() || it->second.client_shutdown) {
         return;  // closed meanwhile: the client learns it from our TcpClose
     }
-    it->second.conn->write(d.data());
+    it->second.conn->write(std::move(*d.mutable_data()));  // no copy of the payload
     update_inbound_pressure();
 }
 

@@ -36,7 +36,7 @@ private:
     };
 
     void do_read();
-    void on_message(const v1::ClientMessage& m);
+    void on_message(v1::ClientMessage& m);
     void on_hello(const v1::ClientMessage& m);
     void send(v1::AgentMessage& m);
     void reply_error(uint64_t request_id, int err, const std::string& what);
@@ -47,7 +47,7 @@ private:
     void get_env(const v1::ClientMessage& m);
     void get_addr_info(const v1::ClientMessage& m);
     void tcp_connect(const v1::ClientMessage& m);
-    void tcp_data(const v1::TcpData& d);
+    void tcp_data(v1::TcpData& d);
     void tcp_shutdown(uint64_t id);
     void tcp_forget(uint64_t id, int err, bool tell_client);
     void maybe_finish_tcp(uint64_t id);
@@ -63,7 +63,7 @@ private:
     protocol::FrameDecoder decoder_;
     FileService files_;
     boost::asio::steady_timer keepalive_;
-    std::string read_buf_;
+    std::unique_ptr<char[]> read_buf_;  // not zero-filled: an idle client's buffer costs no RSS
     std::string out_pending_;   // frames waiting to be written
     std::string out_writing_;   // the frames being written now
     bool writing_ = false;

@@ -87,7 +87,7 @@ bool FrameDecoder::read_prefix() {
     poison("malformed frame length: varint longer than 5 bytes");
 }
 
-bool FrameDecoder::next_frame(std::string& payload) {
+bool FrameDecoder::next_frame_in_place() {
     if (poisoned_) {
         throw ProtocolError("decoder already failed; the connection must be closed");
     }
@@ -97,28 +97,38 @@ bool FrameDecoder::next_frame(std::string& payload) {
     if (buffer_.size() - offset_ < pending_length_) {
         return false;
     }
-    payload.assign(buffer_, offset_, pending_length_);
+    current_start_ = offset_;
+    current_length_ = pending_length_;
     offset_ += pending_length_;
     have_length_ = false;
     pending_length_ = 0;
-    if (offset_ == buffer_.size()) {
-        buffer_.clear();
-        offset_ = 0;
-    }
     return true;
 }
 
-void FrameDecoder::parse_envelope(const std::string& payload, google::protobuf::MessageLite& message) {
-    if (payload.empty()) {
+bool FrameDecoder::next_frame(std::string& payload) {
+    if (!next_frame_in_place()) {
+        return false;
+    }
+    payload.assign(buffer_, current_start_, current_length_);
+    return true;
+}
+
+void FrameDecoder::parse_current(google::protobuf::MessageLite& message) {
+    if (current_length_ == 0) {
         poison("empty frame: a zero-length message carries no envelope");
     }
     message.Clear();
-    if (!message.ParseFromString(payload)) {
-        poison("frame of " + std::to_string(payload.size()) + " bytes is not a valid " + message.GetTypeName());
+    if (!message.ParseFromArray(buffer_.data() + current_start_, static_cast<int>(current_length_))) {
+        poison("frame of " + std::to_string(current_length_) + " bytes is not a valid " + message.GetTypeName());
     }
 }
 
 void FrameDecoder::compact() {
+    if (offset_ == buffer_.size()) {
+        buffer_.clear();
+        offset_ = 0;
+        return;
+    }
     if (offset_ > 0 && (offset_ >= buffer_.size() / 2 || offset_ > (1u << 20))) {
         buffer_.erase(0, offset_);
         offset_ = 0;

@@ -49,11 +49,10 @@ public:
     // zero-length frame, bytes that do not parse, or an envelope with no body set.
     template <typename Envelope>
     bool next_message(Envelope& message) {
-        std::string payload;
-        if (!next_frame(payload)) {
+        if (!next_frame_in_place()) {
             return false;
         }
-        parse_envelope(payload, message);
+        parse_current(message);
         if (message.body_case() == Envelope::BODY_NOT_SET) {
             poison("frame has no message body (unknown or missing message type)");
         }
@@ -66,7 +65,10 @@ public:
     bool poisoned() const { return poisoned_; }
 
 private:
-    void parse_envelope(const std::string& payload, google::protobuf::MessageLite& message);
+    // Makes the next complete frame current (in the buffer, not copied); false if incomplete.
+    bool next_frame_in_place();
+    // Parses the current frame into `message` and consumes it.
+    void parse_current(google::protobuf::MessageLite& message);
     // Parses the length prefix at the read position: false if more bytes are needed.
     bool read_prefix();
     [[noreturn]] void poison(const std::string& why);
@@ -77,6 +79,8 @@ private:
     size_t offset_ = 0;          // start of unconsumed bytes in buffer_
     size_t pending_length_ = 0;  // payload length of the frame being assembled
     bool have_length_ = false;
+    size_t current_start_ = 0;    // the frame made current by next_frame_in_place
+    size_t current_length_ = 0;
     bool poisoned_ = false;
 };
 
