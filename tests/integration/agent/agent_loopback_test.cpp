@@ -77,6 +77,28 @@ v1::AgentMessage open_whole(AgentClient& c, const std::string& path, uint64_t ma
     return c.request(m);
 }
 
+// Opens a TCP connection through the agent; returns its id.
+uint64_t connect_via(AgentClient& c, uint16_t port) {
+    v1::ClientMessage cm;
+    *cm.mutable_tcp_connect()->mutable_remote() = socket_address("127.0.0.1", port);
+    auto r = c.request(cm);
+    REQUIRE(r.has_tcp_connected());
+    return r.tcp_connected().connection_id();
+}
+
+// Sends `data` on connection `id` in `chunk`-sized TcpData messages, then half-closes.
+void send_stream(AgentClient& c, uint64_t id, const std::string& data, size_t chunk) {
+    for (size_t off = 0; off < data.size(); off += chunk) {
+        v1::ClientMessage d;
+        d.mutable_tcp_data()->set_connection_id(id);
+        d.mutable_tcp_data()->set_data(data.substr(off, chunk));
+        c.send(d);  // blocks while the agent is not reading (backpressure)
+    }
+    v1::ClientMessage sh;
+    sh.mutable_tcp_shutdown()->set_connection_id(id);
+    c.send(sh);
+}
+
 }  // namespace
 
 TEST_CASE("handshake: token, version, and requests before Hello") {
@@ -303,20 +325,7 @@ TEST_CASE("TCP: several MB each way through the agent, checksummed, with half-cl
     Agent agent;
     AgentClient c(agent.p.host, agent.p.port);
     REQUIRE(c.hello().has_hello_ack());
-    v1::ClientMessage cm;
-    *cm.mutable_tcp_connect()->mutable_remote() = socket_address("127.0.0.1", l.port);
-    auto r = c.request(cm);
-    REQUIRE(r.has_tcp_connected());
-    uint64_t id = r.tcp_connected().connection_id();
-    for (size_t off = 0; off < up.size(); off += 256 * 1024) {
-        v1::ClientMessage d;
-        d.mutable_tcp_data()->set_connection_id(id);
-        d.mutable_tcp_data()->set_data(up.substr(off, 256 * 1024));
-        c.send(d);
-    }
-    v1::ClientMessage sh;
-    sh.mutable_tcp_shutdown()->set_connection_id(id);
-    c.send(sh);
+    send_stream(c, connect_via(c, l.port), up, 256 * 1024);
     std::string got;
     bool shut = false, closed = false;
     while (!closed) {
@@ -497,20 +506,7 @@ TEST_CASE("backpressure: a slow remote pauses reading from the client, and nothi
     Agent agent;
     AgentClient c(agent.p.host, agent.p.port);
     REQUIRE(c.hello().has_hello_ack());
-    v1::ClientMessage cm;
-    *cm.mutable_tcp_connect()->mutable_remote() = socket_address("127.0.0.1", l.port);
-    auto r = c.request(cm);
-    REQUIRE(r.has_tcp_connected());
-    uint64_t id = r.tcp_connected().connection_id();
-    for (size_t off = 0; off < up.size(); off += 512 * 1024) {
-        v1::ClientMessage d;
-        d.mutable_tcp_data()->set_connection_id(id);
-        d.mutable_tcp_data()->set_data(up.substr(off, 512 * 1024));
-        c.send(d);  // blocks while the agent is not reading
-    }
-    v1::ClientMessage sh;
-    sh.mutable_tcp_shutdown()->set_connection_id(id);
-    c.send(sh);
+    send_stream(c, connect_via(c, l.port), up, 512 * 1024);
     server.join();
     CHECK(server_got.size() == up.size());
     CHECK(server_got == up);
