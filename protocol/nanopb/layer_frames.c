@@ -49,9 +49,9 @@ int mirrord_read_frame_prefix(const uint8_t* buf, size_t len, size_t max_frame, 
 }
 
 int mirrord_decode_proxy_payload(const uint8_t* payload, size_t len, mirrord_v1_ProxyMessage* out) {
-    return decode_payload(mirrord_v1_ProxyMessage_fields, payload, len, out);
+    return decode_payload(mirrord_v1_ProxyMessage_fields, payload, len, out) && out->which_body != 0;
 }
 
 int mirrord_decode_layer_payload(const uint8_t* payload, size_t len, mirrord_v1_LayerMessage* out) {
-    return decode_payload(mirrord_v1_LayerMessage_fields, payload, len, out);
+    return decode_payload(mirrord_v1_LayerMessage_fields, payload, len, out) && out->which_body != 0;
 }

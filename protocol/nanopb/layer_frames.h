@@ -22,8 +22,11 @@ size_t mirrord_encode_layer_frame(const mirrord_v1_LayerMessage* msg, uint8_t* b
 int mirrord_read_frame_prefix(const uint8_t* buf, size_t len, size_t max_frame, uint32_t* payload_len,
                               size_t* prefix_len);
 
-/* Decodes a frame payload (without its prefix) into `out`; callbacks set in `out` beforehand are
- * used for callback fields. Returns 1 on success, 0 on malformed input. */
+/* Decodes a frame payload (without its prefix) into `out`, which must be initialised first
+ * (mirrord_v1_ProxyMessage_init_zero): decoding keeps what is there (PB_DECODE_NOINIT), so
+ * callbacks set beforehand are used for callback fields. Returns 1 on success, 0 on malformed
+ * input or an envelope without a message body (empty payload, unknown message type) — the same
+ * rules as the C++ FrameDecoder. To decode straight from the socket, see layer_stream.h. */
 int mirrord_decode_proxy_payload(const uint8_t* payload, size_t len, mirrord_v1_ProxyMessage* out);
 
 /* The same pair for the other direction, used by tests and tools. */

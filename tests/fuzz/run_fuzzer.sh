@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
-# run_fuzzer.sh FUZZER SEED_TOOL WORKDIR SECONDS — runs a libFuzzer binary for a bounded time
-# from a generated seed corpus. Exit 0: no finding; 1: a finding (crash file kept in WORKDIR);
-# 77: the fuzzer could not be built here (no clang) — ctest reports the test as skipped.
-set -euo pipefail
-fuzzer=$1 seeds=$2 work=$3 seconds=$4
-if [[ ! -x $fuzzer ]]; then
-  echo "SKIPPED: $fuzzer was not built (clang++ with libFuzzer not found)"
+# run_fuzzer.sh FUZZER SEED_TOOL WORKDIR SECONDS [SKIP_REASON] — runs a libFuzzer binary for a
+# bounded time from a freshly generated seed corpus, for ctest.
+# Exit 0: no finding. 1: a finding (crash/leak/timeout input kept in WORKDIR/artifacts) or the
+# fuzzer failed or is missing. 77: it cannot be built here (SKIP_REASON given) — ctest reports
+# the test as Skipped, with the reason.
+set -uo pipefail
+fuzzer=$1 seeds=$2 work=$3 seconds=$4 reason=${5:-}
+if [[ -n $reason ]]; then
+  echo "SKIPPED: $reason"
   exit 77
 fi
-rm -rf "$work" && mkdir -p "$work/corpus" "$work/artifacts"
-"$seeds" "$work/corpus"
-"$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
-  -artifact_prefix="$work/artifacts/" "$work/corpus" 2>&1 | tail -25
-status=${PIPESTATUS[0]}
-if ls "$work/artifacts/"* >/dev/null 2>&1; then
-  echo "FINDING: see $work/artifacts/"
+if [[ ! -x $fuzzer ]]; then
+  echo "FAILED: $fuzzer should have been built (clang is here) but is missing: build first"
   exit 1
 fi
-exit "$status"
+rm -rf "$work" && mkdir -p "$work/corpus" "$work/artifacts" || exit 1
+"$seeds" "$work/corpus" || { echo "seed corpus generation failed"; exit 1; }
+echo "seeds: $(ls "$work/corpus" | wc -l) files; fuzzing for ${seconds}s"
+"$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+  -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/fuzz.log" 2>&1
+status=$?
+tail -n 30 "$work/fuzz.log"
+if compgen -G "$work/artifacts/*" >/dev/null; then
+  echo "FINDING (fuzzer exit $status): reproduce with $fuzzer $(ls "$work"/artifacts/* | head -1)"
+  exit 1
+fi
+if [[ $status -ne 0 ]]; then
+  echo "fuzzer exited with status $status (log: $work/fuzz.log)"
+  exit 1
+fi
+exit 0

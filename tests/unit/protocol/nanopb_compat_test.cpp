@@ -225,3 +225,13 @@ TEST_CASE("nanopb: a garbage payload is rejected") {
     mirrord_v1_ProxyMessage out = mirrord_v1_ProxyMessage_init_zero;
     CHECK(mirrord_decode_proxy_payload(junk, sizeof junk, &out) == 0);
 }
+
+TEST_CASE("nanopb: a payload without a message body is rejected, as in C++") {
+    const uint8_t only_request_id[] = {0x08, 0x07};
+    mirrord_v1_ProxyMessage p = mirrord_v1_ProxyMessage_init_zero;
+    CHECK(mirrord_decode_proxy_payload(only_request_id, sizeof only_request_id, &p) == 0);
+    mirrord_v1_LayerMessage l = mirrord_v1_LayerMessage_init_zero;
+    CHECK(mirrord_decode_layer_payload(only_request_id, sizeof only_request_id, &l) == 0);
+    mirrord_v1_LayerMessage empty = mirrord_v1_LayerMessage_init_zero;
+    CHECK(mirrord_decode_layer_payload(only_request_id, 0, &empty) == 0);
+}
