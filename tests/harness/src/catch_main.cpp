@@ -1,4 +1,5 @@
-// catch_main.cpp: Catch2 v2 main for integration tests: exits 77 (ctest "Skipped") unless root with namespaces.
+// catch_main.cpp: Catch2 v2 main for integration tests: exits 77 (ctest "Skipped") unless root with namespaces,
+// and fails (exit 2) when a test-name filter matches no test.
 #define CATCH_CONFIG_RUNNER
 #include <sched.h>
 #include <sys/wait.h>
@@ -34,6 +35,10 @@ int main(int argc, char* argv[]) {
     Catch::Session session;
     int rc = session.applyCommandLine(argc, argv);
     if (rc != 0) return rc;
+    // A name filter that matches no test must fail, not pass with "No tests ran": ctest runs one
+    // test per name, and a name catch_discover_tests mangled (it splits at ';') would pass silently.
+    session.configData().warnings =
+        static_cast<Catch::WarnAbout::What>(session.configData().warnings | Catch::WarnAbout::NoTests);
     const auto& cfg = session.configData();
     bool listing = cfg.listTests || cfg.listTestNamesOnly || cfg.listTags || cfg.listReporters || cfg.showHelp;
     if (!listing) {

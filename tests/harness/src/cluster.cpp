@@ -20,6 +20,8 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -227,7 +229,6 @@ bool read_pod_record(int fd, PodRecord* r) {
     }
 }
 
-bool pid_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
 }  // namespace
 
@@ -335,9 +336,17 @@ struct Cluster::Impl {
         return mirrord::UniqueFd(s);
     }
 
+    // Drops a pid that was reaped outside teardown from everything teardown signals.
+    void forget_reaped(pid_t pid) {
+        if (pod == pid) pod = -1;
+        if (dns_server == pid) dns_server = -1;
+        if (service_server == pid) service_server = -1;
+        std::erase_if(spawned, [pid](const Spawned& s) { return s.pid == pid; });
+    }
+
     // Waits until ip:port accepts TCP from inside ns; fails early if `server` died.
     void wait_tcp(Ns ns, const char* ip, std::uint16_t port, pid_t server, const std::string& log,
-                  Clock::time_point deadline, const std::string& what) const {
+                  Clock::time_point deadline, const std::string& what) {
         sockaddr_in sa{};
         sa.sin_family = AF_INET;
         sa.sin_port = htons(port);
@@ -351,7 +360,7 @@ struct Cluster::Impl {
             last_err = errno;
             int st = 0;
             if (server > 0 && ::waitpid(server, &st, WNOHANG) == server) {
-                // reaped here: forget it so teardown does not wait for it
+                forget_reaped(server);  // so teardown never signals a pid that may be reused
                 throw HarnessError(what + " exited (status " + std::to_string(decode_status(st)) +
                                    ") before listening on " + ip + ":" + std::to_string(port) + "; log: " +
                                    tail_of_file(log));
@@ -365,19 +374,54 @@ struct Cluster::Impl {
         }
     }
 
-    void run_ip_batch(Ns ns, const std::string& commands) const {
-        std::string file = scratch + "/ip-" + to_string(ns) + ".batch";
-        write_file(file, commands);
-        RunOptions ro;
-        ro.timeout = milliseconds(5000);
-        ExecSpec spec;  // netns only: the batch file is on the host's filesystem
-        spec.argv = {"ip", "-batch", file};
-        spec.env = host_env();
-        spec.ns_fds = {netfd.at(ns).get()};
-        Captured c = run_captured(spec, ro.timeout, std::string("network setup in ") + to_string(ns));
-        if (c.status != 0) {
-            throw HarnessError(std::string("ip -batch in the ") + to_string(ns) + " netns failed (exit " +
-                               std::to_string(c.status) + "): " + c.err + c.out + " [commands:\n" + commands + "]");
+    // Runs one `ip -batch FILE` per entry, each in its netns, all at once; throws naming the first failure.
+    void run_ip_batches(const std::vector<std::pair<Ns, std::string>>& batches) const {
+        struct Running {
+            Ns ns;
+            const std::string* commands;
+            std::string out_file;
+            Child child;
+        };
+        std::vector<Running> running;
+        auto stop_all = [&running] {
+            for (auto& r : running) kill_and_reap(r.child.pid);
+        };
+        try {
+            for (const auto& [ns, commands] : batches) {
+                std::string base = scratch + "/ip-" + to_string(ns);
+                write_file(base + ".batch", commands);
+                auto out = open_or_throw(base + ".out", O_WRONLY | O_CREAT | O_TRUNC, "network setup", 0644);
+                ExecSpec spec;  // netns only: the batch file is on the host's filesystem
+                spec.argv = {"ip", "-batch", base + ".batch"};
+                spec.env = host_env();
+                spec.ns_fds = {netfd.at(ns).get()};
+                spec.stdout_fd = out.get();
+                spec.stderr_fd = out.get();
+                Child c = start_child(spec, std::string("network setup in ") + to_string(ns));
+                running.push_back(Running{ns, &commands, base + ".out", c});
+            }
+        } catch (...) {
+            stop_all();
+            throw;
+        }
+        const auto deadline = Clock::now() + milliseconds(5000);
+        for (std::size_t i = 0; i < running.size(); ++i) {
+            auto& r = running[i];
+            int st = 0;
+            auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+            if (!wait_child(r.child.pid, std::max(left, milliseconds(0)), &st)) {
+                for (std::size_t j = i; j < running.size(); ++j) kill_and_reap(running[j].child.pid);
+                throw HarnessError(std::string("ip -batch in the ") + to_string(r.ns) +
+                                   " netns timed out after 5000 ms: " + tail_of_file(r.out_file) + " [commands:\n" +
+                                   *r.commands + "]");
+            }
+            r.child.pid = -1;  // reaped
+            if (decode_status(st) != 0) {
+                for (std::size_t j = i + 1; j < running.size(); ++j) kill_and_reap(running[j].child.pid);
+                throw HarnessError(std::string("ip -batch in the ") + to_string(r.ns) + " netns failed (exit " +
+                                   std::to_string(decode_status(st)) + "): " + tail_of_file(r.out_file) +
+                                   " [commands:\n" + *r.commands + "]");
+            }
         }
     }
 
@@ -401,10 +445,15 @@ struct Cluster::Impl {
         PodChildArgs a{root.c_str(), opt.pod_name.c_str(), opt.pod_name.size(), argv.data(), envp.data(),
                        rep_w.get(),  rep_r.get(),          go_r.get(),          go_w.get(),  log.get(),
                        devnull.get()};
-        long r = ::syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | SIGCHLD, nullptr,
-                           nullptr, nullptr, nullptr);
-        if (r < 0) throw HarnessError("pod: clone(NEWNS|NEWPID|NEWNET|NEWUTS) failed: " + errno_text(errno));
-        if (r == 0) pod_child(a);
+        long r = -1;
+        int clone_err = 0;
+        on_lifetime_thread([&] {  // PDEATHSIG follows the thread that clones
+            r = ::syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | SIGCHLD, nullptr,
+                          nullptr, nullptr, nullptr);
+            if (r < 0) clone_err = errno;
+            if (r == 0) pod_child(a);
+        });
+        if (r < 0) throw HarnessError("pod: clone(NEWNS|NEWPID|NEWNET|NEWUTS) failed: " + errno_text(clone_err));
         pod = static_cast<pid_t>(r);
         rep_w.reset();
         go_r.reset();
@@ -481,13 +530,15 @@ struct Cluster::Impl {
             c += std::string("link add ") + m.veth + " type veth peer name eth0 netns " + std::to_string(pid_of(m.ns)) + "\n";
             c += std::string("link set ") + m.veth + " master br0 up\n";
         }
-        run_ip_batch(Ns::cluster, c);
+        run_ip_batches({{Ns::cluster, c}});
+        std::vector<std::pair<Ns, std::string>> member_batches;
         for (const auto& m : members) {
             std::string b = "link set eth0 up\n";
             b += "addr add " + std::string(m.ip) + "/" + std::to_string(kPrefixLen) + " dev eth0\n";
             b += "addr add " + std::string(m.ip6) + "/" + std::to_string(kPrefixLen6) + " dev eth0 nodad\n";
-            run_ip_batch(m.ns, b);
+            member_batches.emplace_back(m.ns, std::move(b));
         }
+        run_ip_batches(member_batches);
     }
 
     void start_dns() {
@@ -534,26 +585,44 @@ struct Cluster::Impl {
     }
 
     void build() {
-        auto deadline = Clock::now() + opt.ready_timeout;
+        const auto start = Clock::now();
+        const auto deadline = start + opt.ready_timeout;
+        // MIRRORD_HARNESS_TRACE=1 prints when each setup step finished (to find a slow one).
+        const bool trace = std::getenv("MIRRORD_HARNESS_TRACE") != nullptr;
+        auto mark = [&](const char* step) {
+            if (!trace) return;
+            auto ms = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count() / 1000.0;
+            std::fprintf(stderr, "mirrord-harness[%d]: +%.1f ms %s\n", static_cast<int>(::getpid()), ms, step);
+        };
         for (Ns ns : {Ns::cluster, Ns::laptop, Ns::peer, Ns::service, Ns::dns}) {
             pid_t h = start_holder(std::string("netns holder for ") + to_string(ns));
             holders[ns] = h;
             netfd[ns] = open_ns(h, "net", to_string(ns));
         }
-        start_pod();
-        populate_pod();
-        build_network();
-        start_dns();
+        mark("netns holders");
+        // The two python3 servers take most of the setup time (~80 ms to start), so they start
+        // first and bind '::' while the network is being built; dnsmasq needs its addresses.
         start_service();
-        wait_tcp(Ns::dns, kDnsIp, 53, dns_server, log_of(dns_server), deadline, "dnsmasq (cluster DNS)");
+        mark("service started");
+        start_pod();
+        mark("pod namespaces and root");
+        populate_pod();
+        mark("pod files");
         release_pod();
+        mark("pod PID 1 exec'd");
+        build_network();
+        mark("network");
+        start_dns();
+        wait_tcp(Ns::dns, kDnsIp, 53, dns_server, log_of(dns_server), deadline, "dnsmasq (cluster DNS)");
+        mark("dnsmasq listening");
         wait_tcp(Ns::service, kServiceIp, kServiceHttpPort, service_server, log_of(service_server), deadline,
                  "service HTTP server");
         wait_tcp(Ns::service, kServiceIp, kServiceTcpEchoPort, service_server, log_of(service_server), deadline,
                  "service TCP echo server");
-        wait_tcp(Ns::pod, "127.0.0.1", opt.pod_http_port, -1, scratch + "/pod-http.log", deadline,
+        mark("service listening");
+        wait_tcp(Ns::pod, "127.0.0.1", opt.pod_http_port, pod, scratch + "/pod-http.log", deadline,
                  "pod HTTP server (pod PID 1)");
-        if (!pid_alive(pod)) throw HarnessError("pod PID 1 died during setup; log: " + tail_of_file(scratch + "/pod-http.log"));
+        mark("pod HTTP server listening: ready");
     }
 
     void teardown() noexcept {

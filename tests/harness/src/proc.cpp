@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -15,7 +16,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
 #include <thread>
 
 #include "mirrord/harness/cluster.hpp"
@@ -95,7 +100,96 @@ void relay_on_term(int) {
 
 int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
+// ---- the lifetime thread (see on_lifetime_thread in proc.hpp) ----
+
+struct ForkJob {
+    const std::function<void()>* fn;
+    std::exception_ptr error;
+    bool done = false;
+};
+
+struct Forker {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<ForkJob*> jobs;
+
+    void loop() {
+        std::unique_lock<std::mutex> lock(mu);
+        for (;;) {
+            cv.wait(lock, [this] { return !jobs.empty(); });
+            ForkJob* job = jobs.front();
+            jobs.pop_front();
+            lock.unlock();
+            try {
+                (*job->fn)();
+            } catch (...) {
+                job->error = std::current_exception();
+            }
+            lock.lock();
+            job->done = true;
+            cv.notify_all();
+        }
+    }
+};
+
+// Never freed: the thread must outlive every child it forked. A forked child of the process
+// has no such thread (threads do not survive fork), so the atfork handler forgets it there;
+// the guard is re-initialised too, in case another thread held it at the fork.
+pthread_mutex_t g_forker_guard = PTHREAD_MUTEX_INITIALIZER;
+Forker* g_forker = nullptr;
+std::once_flag g_atfork_once;
+
+void forget_forker_in_child() {
+    g_forker = nullptr;
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    g_forker_guard = fresh;
+}
+
+Forker* lifetime_forker() {
+    std::call_once(g_atfork_once, [] { ::pthread_atfork(nullptr, nullptr, forget_forker_in_child); });
+    ::pthread_mutex_lock(&g_forker_guard);
+    if (g_forker == nullptr) {
+        auto* forker = new Forker;
+        // Signals stay blocked on it: they are for the test's own threads. Children reset their mask.
+        sigset_t all, old;
+        sigfillset(&all);
+        ::pthread_sigmask(SIG_BLOCK, &all, &old);
+        try {
+            std::thread([forker] {
+                ::pthread_setname_np(::pthread_self(), "mx-harness-fork");
+                forker->loop();
+            }).detach();
+        } catch (...) {
+            ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+            ::pthread_mutex_unlock(&g_forker_guard);
+            delete forker;
+            throw HarnessError("starting the harness's fork thread failed");
+        }
+        ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+        g_forker = forker;
+    }
+    Forker* forker = g_forker;
+    ::pthread_mutex_unlock(&g_forker_guard);
+    return forker;
+}
+
 }  // namespace
+
+void on_lifetime_thread(const std::function<void()>& fn) {
+    if (::gettid() == ::getpid()) {  // the main thread: it exits only with the process
+        fn();
+        return;
+    }
+    Forker* forker = lifetime_forker();
+    ForkJob job{&fn, nullptr, false};
+    {
+        std::unique_lock<std::mutex> lock(forker->mu);
+        forker->jobs.push_back(&job);
+        forker->cv.notify_all();
+        forker->cv.wait(lock, [&job] { return job.done; });
+    }
+    if (job.error) std::rethrow_exception(job.error);
+}
 
 std::string errno_text(int err) { return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")"; }
 
@@ -217,59 +311,64 @@ Child start_child(const ExecSpec& spec, const std::string& what) {
     mirrord::UniqueFd report_w(report[1]);
 
     const pid_t parent = ::getpid();
-    pid_t pid = ::fork();
-    if (pid < 0) throw HarnessError(what + ": fork failed: " + errno_text(errno));
-    if (pid == 0) {
-        // --- child: syscalls only ---
-        const int rep = report[1];
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(126);
-        reset_signals();
-        for (int fd : spec.ns_fds) {
-            if (::setns(fd, 0) < 0) child_fail(rep, kErrSetns, errno);
-        }
-        if (spec.join_pid_ns) {
-            const pid_t relay = ::getpid();
-            pid_t inner = ::fork();
-            if (inner < 0) child_fail(rep, kErrFork, errno);
-            if (inner > 0) {
-                g_relay_inner = inner;
-                struct sigaction sa;
-                std::memset(&sa, 0, sizeof sa);
-                sa.sa_handler = relay_on_term;
-                ::sigaction(SIGTERM, &sa, nullptr);
-                ::sigaction(SIGINT, &sa, nullptr);
-                ::sigaction(SIGHUP, &sa, nullptr);
-                ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-                if (::getppid() != parent) relay_on_term(SIGTERM);
-                Record r{kInnerPid, inner};
-                [[maybe_unused]] auto n = ::write(rep, &r, sizeof r);
-                ::dup2(devnull.get(), 0);
-                ::dup2(devnull.get(), 1);
-                ::dup2(devnull.get(), 2);
-                close_fds_except(-1);
-                int st = 0;
-                while (::waitpid(inner, &st, 0) < 0 && errno == EINTR) {
-                }
-                ::_exit(decode_status(st));
-            }
+    pid_t pid = -1;
+    int fork_err = 0;
+    on_lifetime_thread([&] {
+        pid = ::fork();
+        if (pid < 0) fork_err = errno;
+        if (pid == 0) {
+            // --- child: syscalls only ---
+            const int rep = report[1];
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            // The relay lives outside our new pid ns, so getppid() is 0 while it is alive.
-            if (::getppid() != 0 && ::getppid() != relay) ::_exit(126);
+            if (::getppid() != parent) ::_exit(126);
+            reset_signals();
+            for (int fd : spec.ns_fds) {
+                if (::setns(fd, 0) < 0) child_fail(rep, kErrSetns, errno);
+            }
+            if (spec.join_pid_ns) {
+                const pid_t relay = ::getpid();
+                pid_t inner = ::fork();
+                if (inner < 0) child_fail(rep, kErrFork, errno);
+                if (inner > 0) {
+                    g_relay_inner = inner;
+                    struct sigaction sa;
+                    std::memset(&sa, 0, sizeof sa);
+                    sa.sa_handler = relay_on_term;
+                    ::sigaction(SIGTERM, &sa, nullptr);
+                    ::sigaction(SIGINT, &sa, nullptr);
+                    ::sigaction(SIGHUP, &sa, nullptr);
+                    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+                    if (::getppid() != parent) relay_on_term(SIGTERM);
+                    Record r{kInnerPid, inner};
+                    [[maybe_unused]] auto n = ::write(rep, &r, sizeof r);
+                    ::dup2(devnull.get(), 0);
+                    ::dup2(devnull.get(), 1);
+                    ::dup2(devnull.get(), 2);
+                    close_fds_except(-1);
+                    int st = 0;
+                    while (::waitpid(inner, &st, 0) < 0 && errno == EINTR) {
+                    }
+                    ::_exit(decode_status(st));
+                }
+                ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+                // The relay lives outside our new pid ns, so getppid() is 0 while it is alive.
+                if (::getppid() != 0 && ::getppid() != relay) ::_exit(126);
+            }
+            if (!spec.cwd.empty() && ::chdir(spec.cwd.c_str()) < 0) child_fail(rep, kErrChdir, errno);
+            int in = spec.stdin_fd >= 0 ? spec.stdin_fd : devnull.get();
+            int out = spec.stdout_fd >= 0 ? spec.stdout_fd : devnull.get();
+            int err = spec.stderr_fd >= 0 ? spec.stderr_fd : devnull.get();
+            if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) child_fail(rep, kErrDup, errno);
+            close_fds_except(rep);
+            int exec_err = ENOENT;
+            for (const char* c : cands) {
+                ::execve(c, argv.data(), envp.data());
+                if (errno != ENOENT && errno != ENOTDIR) exec_err = errno;
+            }
+            child_fail(rep, kErrExec, exec_err);
         }
-        if (!spec.cwd.empty() && ::chdir(spec.cwd.c_str()) < 0) child_fail(rep, kErrChdir, errno);
-        int in = spec.stdin_fd >= 0 ? spec.stdin_fd : devnull.get();
-        int out = spec.stdout_fd >= 0 ? spec.stdout_fd : devnull.get();
-        int err = spec.stderr_fd >= 0 ? spec.stderr_fd : devnull.get();
-        if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(err, 2) < 0) child_fail(rep, kErrDup, errno);
-        close_fds_except(rep);
-        int exec_err = ENOENT;
-        for (const char* c : cands) {
-            ::execve(c, argv.data(), envp.data());
-            if (errno != ENOENT && errno != ENOTDIR) exec_err = errno;
-        }
-        child_fail(rep, kErrExec, exec_err);
-    }
+    });
+    if (pid < 0) throw HarnessError(what + ": fork failed: " + errno_text(fork_err));
     report_w.reset();
     Child child;
     child.pid = pid;
@@ -299,31 +398,36 @@ pid_t start_holder(const std::string& what) {
     mirrord::UniqueFd report_r(report[0]);
     mirrord::UniqueFd report_w(report[1]);
     const pid_t parent = ::getpid();
-    pid_t pid = ::fork();
-    if (pid < 0) throw HarnessError(what + ": fork failed: " + errno_text(errno));
-    if (pid == 0) {
-        const int rep = report[1];
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(126);
-        ::prctl(PR_SET_NAME, "mx-ns-holder");
-        reset_signals();
-        ::dup2(devnull.get(), 0);
-        ::dup2(devnull.get(), 1);
-        ::dup2(devnull.get(), 2);
-        close_fds_except(rep);
-        if (::unshare(CLONE_NEWNET) < 0) child_fail(rep, kErrUnshare, errno);
-        int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (s < 0) child_fail(rep, kErrLoUp, errno);
-        struct ifreq ifr;
-        std::memset(&ifr, 0, sizeof ifr);
-        std::memcpy(ifr.ifr_name, "lo", 3);
-        if (::ioctl(s, SIOCGIFFLAGS, &ifr) < 0) child_fail(rep, kErrLoUp, errno);
-        ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-        if (::ioctl(s, SIOCSIFFLAGS, &ifr) < 0) child_fail(rep, kErrLoUp, errno);
-        ::close(s);
-        ::close(rep);  // EOF on the report pipe = ready
-        for (;;) ::pause();
-    }
+    pid_t pid = -1;
+    int fork_err = 0;
+    on_lifetime_thread([&] {
+        pid = ::fork();
+        if (pid < 0) fork_err = errno;
+        if (pid == 0) {
+            const int rep = report[1];
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != parent) ::_exit(126);
+            ::prctl(PR_SET_NAME, "mx-ns-holder");
+            reset_signals();
+            ::dup2(devnull.get(), 0);
+            ::dup2(devnull.get(), 1);
+            ::dup2(devnull.get(), 2);
+            close_fds_except(rep);
+            if (::unshare(CLONE_NEWNET) < 0) child_fail(rep, kErrUnshare, errno);
+            int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            if (s < 0) child_fail(rep, kErrLoUp, errno);
+            struct ifreq ifr;
+            std::memset(&ifr, 0, sizeof ifr);
+            std::memcpy(ifr.ifr_name, "lo", 3);
+            if (::ioctl(s, SIOCGIFFLAGS, &ifr) < 0) child_fail(rep, kErrLoUp, errno);
+            ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+            if (::ioctl(s, SIOCSIFFLAGS, &ifr) < 0) child_fail(rep, kErrLoUp, errno);
+            ::close(s);
+            ::close(rep);  // EOF on the report pipe = ready
+            for (;;) ::pause();
+        }
+    });
+    if (pid < 0) throw HarnessError(what + ": fork failed: " + errno_text(fork_err));
     report_w.reset();
     Record err{};
     pid_t inner = -1;

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,13 @@ struct Child {
     pid_t pid = -1;    // our direct child (the relay when join_pid_ns)
     pid_t inner = -1;  // the process running argv (== pid without a relay)
 };
+
+// Runs fn where a child it forks may set PR_SET_PDEATHSIG safely. The kernel sends the death
+// signal when the THREAD that forked the child exits, not the process. So a call from the main
+// thread runs inline, and a call from any other thread runs on a harness-owned thread that lives
+// until the process exits (created on first use, re-created in a forked child). Exceptions
+// thrown by fn are rethrown to the caller. Every fork/clone of the harness goes through this.
+void on_lifetime_thread(const std::function<void()>& fn);
 
 // Starts spec; returns once argv was exec'd. Throws HarnessError("<what>: ...") when it could not.
 Child start_child(const ExecSpec& spec, const std::string& what);

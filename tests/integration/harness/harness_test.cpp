@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -36,6 +37,13 @@ std::string slurp(const std::string& path) {
 }
 
 bool gone(pid_t pid) { return ::kill(pid, 0) < 0 && errno == ESRCH; }
+
+// Alive and not a zombie (a killed child stays a zombie until reaped, and kill(pid, 0) works on it).
+bool running(pid_t pid) {
+    std::string st = slurp("/proc/" + std::to_string(pid) + "/stat");
+    auto close = st.rfind(')');
+    return close != std::string::npos && close + 2 < st.size() && st[close + 2] != 'Z' && st[close + 2] != 'X';
+}
 
 ino_t ns_inode(const std::string& path) {
     struct stat st{};
@@ -261,7 +269,7 @@ TEST_CASE("the laptop netns has only loopback: the cluster is unreachable (ENETU
     CHECK(ns_inode(c->ns_path(Ns::laptop, "mnt")) == ns_inode("/proc/self/ns/mnt"));
 }
 
-TEST_CASE("run_in reports exit codes and output and stdin and timeouts; spawn_in logs and kills") {
+TEST_CASE("run_in reports exit codes and output and stdin and timeouts") {
     auto c = Cluster::create();
     auto r = c->run_in(Ns::peer, {"sh", "-c", "echo out; echo err >&2; exit 3"});
     CHECK(r.exit_code == 3);
@@ -279,7 +287,10 @@ TEST_CASE("run_in reports exit codes and output and stdin and timeouts; spawn_in
     CHECK(std::chrono::steady_clock::now() - t0 < 2s);
     CHECK_THROWS_AS(c->run_in(Ns::peer, {"/nonexistent/binary"}), HarnessError);
     CHECK_THROWS_WITH(c->run_in(Ns::peer, {"no-such-command-xyz"}), Catch::Contains("execve"));
+}
 
+TEST_CASE("spawn_in runs in the background with a log and kill_spawned stops it") {
+    auto c = Cluster::create();
     pid_t p = c->spawn_in(Ns::pod, {"sh", "-c", "echo spawned-in-pod; exec sleep 300"});
     CHECK(slurp("/proc/" + std::to_string(p) + "/status").find("NSpid:\t" + std::to_string(p) + "\t") !=
           std::string::npos);
@@ -289,6 +300,42 @@ TEST_CASE("run_in reports exit codes and output and stdin and timeouts; spawn_in
     c->kill_spawned(p);
     for (int i = 0; i < 200 && !gone(p); ++i) std::this_thread::sleep_for(5ms);
     CHECK(gone(p));
+}
+
+TEST_CASE("a cluster built and used from worker threads lives until its teardown") {
+    // PR_SET_PDEATHSIG fires when the THREAD that forked exits: the harness forks from a thread
+    // that lives as long as the process, so these threads ending must not kill anything.
+    std::unique_ptr<Cluster> c;
+    std::thread([&] { c = Cluster::create(); }).join();
+    REQUIRE(c);
+    pid_t spawned = -1;
+    std::thread([&] { spawned = c->spawn_in(Ns::peer, {"sleep", "300"}); }).join();
+    RunResult r;
+    std::thread([&] { r = c->run_in(Ns::pod, {"cat", "/app/hello.txt"}); }).join();
+    CHECK(r.out == kPodHelloText);
+    std::this_thread::sleep_for(100ms);  // a death signal would have been delivered by now
+    auto pids = c->all_pids();
+    for (pid_t p : pids) {
+        INFO(p);
+        CHECK(running(p));
+    }
+    CHECK(running(spawned));
+    CHECK(c->run_in(Ns::peer, {"curl", "-sS", "--max-time", "5", "http://10.250.0.10/hello.txt"}).out == kPodHelloText);
+    // and a thread's failure is still reported to it as a HarnessError
+    std::string error;
+    std::thread([&] {
+        try {
+            c->run_in(Ns::peer, {"/nonexistent/binary"});
+        } catch (const HarnessError& e) {
+            error = e.what();
+        }
+    }).join();
+    CHECK_THAT(error, Catch::Contains("execve"));
+    c.reset();
+    for (pid_t p : pids) {
+        INFO(p);
+        CHECK(gone(p));
+    }
 }
 
 TEST_CASE("two clusters at once do not interfere") {
@@ -402,16 +449,22 @@ TEST_CASE("a harness killed with SIGKILL leaves nothing behind") {
     REQUIRE(::kill(child, SIGKILL) == 0);
     int st = 0;
     ::waitpid(child, &st, 0);
-    auto deadline = std::chrono::steady_clock::now() + 2s;
+    const auto killed = std::chrono::steady_clock::now();
     bool all_gone = false;
-    while (!all_gone && std::chrono::steady_clock::now() < deadline) {
+    while (!all_gone && std::chrono::steady_clock::now() < killed + 2s) {
         while (::waitpid(-1, &st, WNOHANG) > 0) {
         }
         all_gone = std::all_of(pids.begin(), pids.end(), gone) && processes_in(nets, "net").empty() &&
                    processes_in(pidns, "pid").empty();
-        if (!all_gone) std::this_thread::sleep_for(10ms);
+        if (!all_gone) std::this_thread::sleep_for(5ms);
     }
+    const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed);
     ::prctl(PR_SET_CHILD_SUBREAPER, 0);
+    if (std::getenv("MIRRORD_HARNESS_TRACE")) {
+        std::fprintf(stderr, "everything gone %lld ms after the kill\n", static_cast<long long>(took.count()));
+    }
+    CHECK(all_gone);
+    CHECK(took < 1s);
     for (pid_t p : pids) {
         INFO(p);
         CHECK(gone(p));
@@ -502,6 +555,30 @@ TEST_CASE("mirrord-testpod runs a command with the cluster env and returns its e
     CHECK(rest == std::string(kPodHelloText) + kServiceHelloText + "echo.default.svc.cluster.local fd00:250::10 10.250.0.2\n");
     CHECK_FALSE(std::filesystem::exists(scratch));
     CHECK(gone(std::stoi(pod_pid)));
+}
+
+TEST_CASE("mirrord-testpod exec enters the pod and the other namespaces and describe prints the cluster") {
+    const std::string tp = MIRRORD_TESTPOD_PATH;
+    auto l = launch({tp, "run", "--quiet", "--", "sh", "-c",
+                     "T=" + tp + "; "
+                     "$T exec pod -- sh -c 'echo $MX_POD_ENV; cat /app/hello.txt; cat /proc/1/comm; hostname'; "
+                     "$T exec laptop -- ip -o link | wc -l; "
+                     "$T exec peer curl -sS http://$MIRRORD_TEST_POD_IP/hello.txt; "
+                     "$T exec service -- ip -o -4 addr show dev eth0 | grep -o 10.250.0.3/24; "
+                     "$T exec pod -- sh -c 'exit 4'; echo rc=$?; "
+                     "$T exec nowhere -- true 2>/dev/null; echo rc=$?; "
+                     "$T describe | grep -c 'pod      test-pod'"});
+    std::string out = read_all(l.out_fd);
+    int st = 0;
+    ::waitpid(l.pid, &st, 0);
+    CHECK(WIFEXITED(st));
+    CHECK(out == std::string("hello-from-pod\n") + kPodHelloText + "python3\ntest-pod\n1\n" + kPodHelloText +
+                     "10.250.0.3/24\nrc=4\nrc=2\n1\n");
+    // outside a run: a usage error
+    auto outside = launch({tp, "exec", "pod", "--", "true"});
+    read_all(outside.out_fd);
+    ::waitpid(outside.pid, &st, 0);
+    CHECK(WEXITSTATUS(st) == 2);
 }
 
 TEST_CASE("mirrord-testpod forwards SIGTERM to the command and tears down") {

@@ -116,8 +116,9 @@ public:
     std::string peer_ip6() const;
     // A process in the namespace(s) of ns (for pod: the pod's PID 1). Use with nsenter -t.
     pid_t holder_pid(Ns ns) const;
-    // The namespace file of ns, e.g. ns_path(Ns::laptop) = "/proc/PID/ns/net".
+    // The namespace file of ns, e.g. ns_path(Ns::laptop) = "/proc/PID/ns/net"; kind: net, mnt, pid, uts, ...
     std::string ns_path(Ns ns, const std::string& kind = "net") const;
+    std::string netns_path(Ns ns) const { return ns_path(ns, "net"); }
     const std::string& scratch_dir() const;
     // Every process the harness started and still tracks (holders, pod, servers, spawned).
     std::vector<pid_t> all_pids() const;
