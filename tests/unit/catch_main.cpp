@@ -1,4 +1,4 @@
-// main.cpp: Catch2 entry point for the protocol unit tests.
+// catch_main.cpp: the one Catch2 entry point shared by every unit-test binary.
 // Catch's runner compiles std::regex code, and GCC 12 with -fsanitize=address,undefined and
 // optimisation emits a false -Wmaybe-uninitialized from inside libstdc++'s <functional> for it;
 // under -Werror that would break the sanitizer build, so only this file turns the warning off.
