@@ -327,10 +327,15 @@ int cmd_exec(const std::vector<std::string>& args) {
         ::_exit(127);
     }
     // Relay: forward stop signals; never exit before the child (see the harness README, lifetime).
+    // It leaves by _exit: exit() would run atexit hooks such as LeakSanitizer's, which reads
+    // /proc/self/task and spins forever now that /proc is the pod's (our pid is not in it).
     for (;;) {
         int st = 0;
         pid_t r = ::waitpid(child, &st, WNOHANG);
-        if (r == child) return decode(st);
+        if (r == child) {
+            std::fflush(nullptr);
+            ::_exit(decode(st));
+        }
         siginfo_t si;
         int s = ::sigwaitinfo(&sigs, &si);
         if (s != SIGCHLD && s > 0) ::kill(child, s);

@@ -3,8 +3,9 @@
 // A Cluster is: a bridge in its own netns ("cluster"), a pod (net+mnt+pid+uts namespaces, own
 // root, a python3 http.server as PID 1), a cluster DNS (dnsmasq), a service (HTTP + TCP/UDP
 // echo), a peer netns and a loopback-only "laptop" netns. Every namespace is held by a child
-// of the creating thread with PR_SET_PDEATHSIG=SIGKILL, so nothing outlives the harness, even
-// after kill -9. Errors are reported as mirrord::harness::HarnessError naming what failed.
+// with PR_SET_PDEATHSIG=SIGKILL, forked on a thread that lives as long as the process, so nothing
+// outlives the harness, even after kill -9; a Cluster may be used from any thread.
+// Errors are reported as mirrord::harness::HarnessError naming what failed.
 #pragma once
 
 #include <sys/types.h>
@@ -91,7 +92,7 @@ struct RunOptions {
 
 class Cluster {
 public:
-    // Builds a whole cluster (typically 0.1-0.3 s). Throws HarnessError naming what failed
+    // Builds a whole cluster (about 0.1 s on an idle machine). Throws HarnessError naming what failed
     // (after cleaning up whatever it had started).
     static std::unique_ptr<Cluster> create(const Options& options = {});
     ~Cluster();
