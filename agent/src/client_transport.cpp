@@ -5,6 +5,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <array>
 #include <charconv>
 #include <stdexcept>
 
@@ -27,12 +28,19 @@ public:
         auto ep = socket_.remote_endpoint(ec);
         peer_ = ec ? "?" : endpoint_text(ep);
         socket_.set_option(tcp::no_delay(true), ec);
+        socket_.non_blocking(true, ec);  // try_write_now must never block
     }
     void async_read_some(void* data, size_t size, IoHandler h) override {
         socket_.async_read_some(asio::buffer(data, size), std::move(h));
     }
     void async_write_all(const void* data, size_t size, IoHandler h) override {
         asio::async_write(socket_, asio::buffer(data, size), std::move(h));
+    }
+    size_t try_write_now(const void* head, size_t head_size, const void* tail, size_t tail_size) override {
+        std::array<asio::const_buffer, 2> bufs{asio::buffer(head, head_size), asio::buffer(tail, tail_size)};
+        boost::system::error_code ec;
+        size_t n = socket_.send(bufs, 0, ec);
+        return ec ? 0 : n;
     }
     void close() override {
         boost::system::error_code ec;

@@ -22,6 +22,13 @@ public:
     // Exactly one read and one write may be in flight at a time.
     virtual void async_read_some(void* data, size_t size, IoHandler handler) = 0;
     virtual void async_write_all(const void* data, size_t size, IoHandler handler) = 0;
+    // Writes what the stream takes right now, without blocking, of `head` then `tail` (gathered);
+    // returns the byte count. Only while no write is in flight. A transport that cannot (TLS)
+    // takes nothing; errors are left for the next async write to report.
+    virtual size_t try_write_now(const void* head, size_t head_size, const void* tail, size_t tail_size) {
+        (void)head, (void)head_size, (void)tail, (void)tail_size;
+        return 0;
+    }
     virtual void close() = 0;
     virtual std::string peer() const = 0;
 

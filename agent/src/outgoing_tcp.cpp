@@ -67,6 +67,8 @@ void OutgoingTcp::connect(asio::io_context& io, const Endpoint& remote, std::chr
 void OutgoingTcp::start(Handlers handlers) {
     handlers_ = std::move(handlers);
     read_buf_.resize(kReadChunk);
+    boost::system::error_code ec;
+    socket_.non_blocking(true, ec);  // write() tries the socket directly and must never block
     do_read();
 }
 
@@ -109,12 +111,30 @@ void OutgoingTcp::do_read() {
                             });
 }
 
-void OutgoingTcp::write(std::string data) {
+void OutgoingTcp::write(std::string_view data) {
     if (closed_ || data.empty() || shutdown_pending_ || write_side_closed_) {
         return;
     }
+    if (!write_in_flight_ && write_queue_.empty()) {
+        // Nothing queued, so order is kept: give the bytes to the kernel straight from the
+        // caller's buffer. A failure here is left for the queued write to report (through
+        // on_error, never from inside this call).
+        boost::system::error_code ec;
+        size_t n = socket_.send(asio::buffer(data.data(), data.size()), 0, ec);
+        if (!ec) {
+            data.remove_prefix(n);
+        }
+        if (data.empty()) {
+            return;
+        }
+    }
+    bool back_idle = write_queue_.size() > 1 || (!write_queue_.empty() && !write_in_flight_);
+    if (back_idle && write_queue_.back().size() + data.size() <= kCoalesce) {
+        write_queue_.back().append(data.data(), data.size());
+    } else {
+        write_queue_.emplace_back(data);
+    }
     queued_bytes_ += data.size();
-    write_queue_.push_back(std::move(data));
     do_write();
 }
 
@@ -177,7 +197,9 @@ void OutgoingTcp::close() {
     closed_ = true;
     boost::system::error_code ec;
     socket_.close(ec);
-    write_queue_.clear();
+    if (!write_in_flight_) {
+        write_queue_.clear();  // else the write in flight still uses the front; freed with us
+    }
     queued_bytes_ = 0;
     // A handler may be what called close(): release the handlers (and what they capture) later,
     // not while one of them may still be running.

@@ -3,6 +3,8 @@
 // ETIMEDOUT, ENETUNREACH...), then relays both directions with half-close. Reading can be paused
 // so a slow client applies backpressure instead of growing the agent's memory; writes are queued
 // and the queue size is visible so the session can stop reading from its client when it grows.
+// Writes go to the socket at once from the caller's bytes when nothing is queued; only what the
+// kernel does not take is copied into the queue (small pieces are coalesced).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -32,6 +34,8 @@ public:
     };
 
     static constexpr size_t kReadChunk = 256 * 1024;
+    // Queued pieces smaller than this are coalesced (fewer writes for many small frames).
+    static constexpr size_t kCoalesce = 64 * 1024;
 
     // Starts a connect; the socket is created by the calling thread (its netns applies).
     static void connect(boost::asio::io_context& io, const Endpoint& remote,
@@ -43,8 +47,9 @@ public:
     void resume_reading();
     bool reading_paused() const { return paused_; }
 
-    // Queues bytes for the remote. Empty data is ignored (use shutdown_write for half-close).
-    void write(std::string data);
+    // Sends bytes to the remote: what the socket takes now is not copied, the rest is queued.
+    // Empty data is ignored (use shutdown_write for half-close). Never calls a handler itself.
+    void write(std::string_view data);
     size_t queued_bytes() const { return queued_bytes_; }
     // Half-close: sends FIN once everything queued so far has been written.
     void shutdown_write();
@@ -65,6 +70,8 @@ private:
     Handlers handlers_;
     Endpoint local_, remote_;
     std::string read_buf_;
+    // Bytes for the remote, front first (the front is being written while write_in_flight_).
+    // Separate pieces, each freed once written, so a backlog's memory goes as it drains.
     std::deque<std::string> write_queue_;
     size_t queued_bytes_ = 0;
     bool paused_ = false;

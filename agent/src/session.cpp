@@ -88,7 +88,6 @@ Session::~Session() = default;
 
 void Session::start() {
     self_ = shared_from_this();
-    read_buf_.reset(new char[kReadChunk]);
     log::debug("client " + peer_ + " connected");
     arm_keepalive();
     do_read();
@@ -111,7 +110,9 @@ void Session::do_read() {
         return;
     }
     reading_ = true;
-    transport_->async_read_some(read_buf_.get(), kReadChunk,
+    // Received straight into the decoder's buffer: no copy between the socket and the parser.
+    char* into = decoder_.prepare(kReadChunk);
+    transport_->async_read_some(into, kReadChunk,
                                 [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
                                     self->reading_ = false;
                                     if (self->closed_) {
@@ -122,11 +123,8 @@ void Session::do_read() {
                                         return;
                                     }
                                     try {
-                                        self->decoder_.feed(self->read_buf_.get(), n);
-                                        v1::ClientMessage m;
-                                        while (!self->closed_ && self->decoder_.next_message(m)) {
-                                            self->on_message(m);
-                                        }
+                                        self->decoder_.commit(n);
+                                        self->drain_frames();
                                     } catch (const protocol::ProtocolError& e) {
                                         v1::AgentMessage bye;
                                         bye.mutable_goodbye()->set_reason(std::string("protocol error: ") + e.what());
@@ -139,6 +137,25 @@ void Session::do_read() {
                                         self->do_read();
                                     }
                                 });
+}
+
+void Session::drain_frames() {
+    using C = v1::ClientMessage;
+    v1::ClientMessage m;
+    std::string_view frame;
+    while (!closed_ && decoder_.next_frame_view(frame)) {
+        // TcpData, the bulk of the traffic, is taken from the frame where it lies: no message,
+        // no copy of the payload (OutgoingTcp copies only what its socket cannot take now).
+        uint64_t id = 0;
+        std::string_view payload;
+        if (greeted_ && protocol::parse_id_bytes_frame(frame, C::kTcpDataFieldNumber, v1::TcpData::kConnectionIdFieldNumber,
+                                                       v1::TcpData::kDataFieldNumber, id, payload)) {
+            tcp_data(id, payload);
+            continue;
+        }
+        decoder_.parse_current_message(m);
+        on_message(m);
+    }
 }
 
 void Session::send(v1::AgentMessage& m) {
@@ -154,6 +171,31 @@ void Session::send(v1::AgentMessage& m) {
         set_error(err, EFBIG, e.what());
         protocol::append_frame(out_pending_, err);
     }
+    flush();
+    update_outbound_pressure();
+}
+
+void Session::send_tcp_data(uint64_t id, std::string_view data) {
+    if (closed_) {
+        return;
+    }
+    // Encoded by hand (the same bytes protobuf would write), never through a message. With nothing
+    // queued, header and payload go to the client at once from where they lie (gather write);
+    // only what the socket does not take is copied into the queue.
+    char header[protocol::kMaxIdBytesHeader];
+    size_t header_size =
+        protocol::encode_id_bytes_header(header, v1::AgentMessage::kTcpDataFieldNumber,
+                                         v1::TcpData::kConnectionIdFieldNumber, id, v1::TcpData::kDataFieldNumber,
+                                         data.size());
+    std::string_view head(header, header_size);
+    if (!writing_ && out_pending_.empty() && transport_) {
+        size_t n = transport_->try_write_now(head.data(), head.size(), data.data(), data.size());
+        size_t from_head = std::min(n, head.size());
+        head.remove_prefix(from_head);
+        data.remove_prefix(n - from_head);
+    }
+    out_pending_.append(head.data(), head.size());
+    out_pending_.append(data.data(), data.size());
     flush();
     update_outbound_pressure();
 }
@@ -333,7 +375,7 @@ void Session::on_message(v1::ClientMessage& m) {
             tcp_connect(m);
             return;
         case C::kTcpData:
-            tcp_data(*m.mutable_tcp_data());
+            tcp_data(m.tcp_data().connection_id(), m.tcp_data().data());
             return;
         case C::kTcpShutdown:
             tcp_shutdown(m.tcp_shutdown().connection_id());
@@ -478,11 +520,7 @@ void Session::tcp_connect(const v1::ClientMessage& m) {
             if (!s || s->closed_) {
                 return;
             }
-            v1::AgentMessage out;
-            auto* d = out.mutable_tcp_data();
-            d->set_connection_id(id);
-            d->set_data(std::string(data));
-            s->send(out);
+            s->send_tcp_data(id, data);
         };
         h.on_eof = [weak, id] {
             auto s = weak.lock();
@@ -517,12 +555,12 @@ void Session::tcp_connect(const v1::ClientMessage& m) {
     });
 }
 
-void Session::tcp_data(v1::TcpData& d) {
-    auto it = tcp_.find(d.connection_id());
+void Session::tcp_data(uint64_t id, std::string_view data) {
+    auto it = tcp_.find(id);
     if (it == tcp_.end() || it->second.client_shutdown) {
         return;  // closed meanwhile: the client learns it from our TcpClose
     }
-    it->second.conn->write(std::move(*d.mutable_data()));  // no copy of the payload
+    it->second.conn->write(data);
     update_inbound_pressure();
 }
 

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "agent_context.hpp"
 #include "client_transport.hpp"
@@ -36,9 +37,11 @@ private:
     };
 
     void do_read();
+    void drain_frames();
     void on_message(v1::ClientMessage& m);
     void on_hello(const v1::ClientMessage& m);
     void send(v1::AgentMessage& m);
+    void send_tcp_data(uint64_t id, std::string_view data);
     void reply_error(uint64_t request_id, int err, const std::string& what);
     void flush();
     void close(const std::string& why);
@@ -47,7 +50,7 @@ private:
     void get_env(const v1::ClientMessage& m);
     void get_addr_info(const v1::ClientMessage& m);
     void tcp_connect(const v1::ClientMessage& m);
-    void tcp_data(v1::TcpData& d);
+    void tcp_data(uint64_t id, std::string_view data);
     void tcp_shutdown(uint64_t id);
     void tcp_forget(uint64_t id, int err, bool tell_client);
     void maybe_finish_tcp(uint64_t id);
@@ -63,7 +66,6 @@ private:
     protocol::FrameDecoder decoder_;
     FileService files_;
     boost::asio::steady_timer keepalive_;
-    std::unique_ptr<char[]> read_buf_;  // not zero-filled: an idle client's buffer costs no RSS
     std::string out_pending_;   // frames waiting to be written
     std::string out_writing_;   // the frames being written now
     bool writing_ = false;

@@ -242,16 +242,18 @@ bool AgentClient::read_some(std::chrono::milliseconds timeout) {
         pollfd pfd{fd_, POLLIN, 0};
         if (::poll(&pfd, 1, static_cast<int>(timeout.count())) <= 0) return false;
     }
-    static thread_local std::string buf(256 * 1024, '\0');
-    ssize_t n = tls_ ? SSL_read(tls_->ssl, buf.data(), static_cast<int>(buf.size())) : ::recv(fd_, buf.data(), buf.size(), 0);
+    // Received straight into the decoder (no copy); messages are moved, never copied, from here on.
+    constexpr size_t kReadChunk = 256 * 1024;
+    char* into = decoder_.prepare(kReadChunk);
+    ssize_t n = tls_ ? SSL_read(tls_->ssl, into, static_cast<int>(kReadChunk)) : ::recv(fd_, into, kReadChunk, 0);
     if (n <= 0) {
         eof_ = true;
         return false;
     }
-    decoder_.feed(buf.data(), static_cast<size_t>(n));
+    decoder_.commit(static_cast<size_t>(n));
     v1::AgentMessage m;
     while (decoder_.next_message(m)) {
-        (m.request_id() != 0 ? replies_ : pushed_).push_back(m);
+        (m.request_id() != 0 ? replies_ : pushed_).push_back(std::move(m));
     }
     return true;
 }
@@ -274,7 +276,7 @@ v1::AgentMessage AgentClient::request(v1::ClientMessage m, std::chrono::millisec
     for (;;) {
         for (auto it = replies_.begin(); it != replies_.end(); ++it) {
             if (it->request_id() == id) {
-                v1::AgentMessage r = *it;
+                v1::AgentMessage r = std::move(*it);
                 replies_.erase(it);
                 return r;
             }
@@ -293,7 +295,7 @@ std::optional<v1::AgentMessage> AgentClient::next_push(std::chrono::milliseconds
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0 || !read_some(left)) return std::nullopt;
     }
-    auto m = pushed_.front();
+    auto m = std::move(pushed_.front());
     pushed_.pop_front();
     return m;
 }
