@@ -319,6 +319,7 @@ int run(int argc, char** argv, AgentProcess& agent) {
     const int kRounds = quick ? 500 : 5000;
 
 
+    long no_client_rss = rss_kib(agent.pid);
     AgentClient c(agent.host, agent.port);
     c.hello();
     long idle_rss = rss_kib(agent.pid);
@@ -422,9 +423,9 @@ int run(int argc, char** argv, AgentProcess& agent) {
         many.back()->hello();
     }
     long busy = rss_kib(agent.pid);
-    std::printf("agent RSS: %.1f MiB idle with 1 client (target < 10 MiB), %.1f MiB after the traffic above, "
-                "%.1f MiB with 51 clients\n",
-                idle_rss / 1024.0, after_traffic / 1024.0, busy / 1024.0);
+    std::printf("agent RSS: %.1f MiB idle with no client (target < 10 MiB), %.1f MiB with 1 idle client, "
+                "%.1f MiB after the traffic above, %.1f MiB with 51 clients\n",
+                no_client_rss / 1024.0, idle_rss / 1024.0, after_traffic / 1024.0, busy / 1024.0);
     agent.kill_now();
     return 0;
 }
