@@ -163,7 +163,9 @@ std::string encode_frame(const google::protobuf::MessageLite& message, size_t ma
     return out;
 }
 
-FrameDecoder::FrameDecoder(size_t max_frame) : max_frame_(max_frame) {}
+// A frame must fit protobuf's int-sized parse and a varint32 prefix: larger caps are clamped.
+FrameDecoder::FrameDecoder(size_t max_frame)
+    : max_frame_(std::min<size_t>(max_frame, static_cast<size_t>(std::numeric_limits<int>::max()))) {}
 
 void FrameDecoder::poison(const std::string& why) {
     poisoned_ = true;
