@@ -96,12 +96,11 @@ struct Server {
                 int one = 1;
                 ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                 std::thread([s, mode, bytes] {
-                    static char buf[1 << 16];
-                    thread_local std::string local(1 << 16, 'x');
                     if (mode == 'g') {
+                        const std::string chunk(1 << 16, 'x');
                         size_t left = bytes;
                         while (left > 0) {
-                            ssize_t n = ::write(s, local.data(), std::min(left, local.size()));
+                            ssize_t n = ::write(s, chunk.data(), std::min(left, chunk.size()));
                             if (n <= 0) break;
                             left -= n;
                         }
@@ -113,7 +112,6 @@ struct Server {
                         }
                         if (mode == 's') (void)!::write(s, "k", 1);
                     }
-                    (void)buf;
                     ::close(s);
                 }).detach();
             }
