@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# scripts/demo.sh — the main job, as far as it goes today: install, build, create a demo pod with
-# the test harness (namespaces, no Docker) and show what lives inside it and what a laptop sees,
-# then check a CodeNOW-style mirrord.json with `mirrord verify-config`.
-# Grows into: a local app under `mirrord exec -t pid/<pod>` (issue "layer + exec").
+# scripts/demo.sh — the main job: install, build, check a CodeNOW-style mirrord.json with
+# `mirrord verify-config`, create a demo pod with the test harness (namespaces, no Docker), show
+# what lives inside it and what a loopback-only laptop cannot reach, then run a local app on that
+# laptop under `mirrord exec -t pid/<pod>`: it sees the pod's env and files and reaches its services.
 # Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."

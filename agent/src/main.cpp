@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -88,8 +89,11 @@ int main(int argc, char** argv) {
         std::string token;
         if (!token_file.empty()) {
             token = read_token_file(token_file);
-        } else if (const char* t = std::getenv("MIRRORD_AGENT_TOKEN"); t != nullptr && *t != '\0') {
+        } else if (char* t = std::getenv("MIRRORD_AGENT_TOKEN"); t != nullptr && *t != '\0') {
             token = t;
+            // unsetenv alone leaves the bytes in the initial env block, which /proc/PID/environ
+            // shows: overwrite them in place first.
+            std::memset(t, 'x', std::strlen(t));
         }
         ::unsetenv("MIRRORD_AGENT_TOKEN");  // never handed on, never logged
         if (tls_cert.empty() != tls_key.empty()) {

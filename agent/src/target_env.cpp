@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <system_error>
 
+#include "mirrord/common/env_excludes.hpp"
 #include "mirrord/common/unique_fd.hpp"
 
 namespace mirrord::agent {
@@ -75,17 +76,7 @@ bool wildcard_match(std::string_view pattern, std::string_view text) {
     return p == pattern.size();
 }
 
-const std::vector<std::string>& builtin_env_excludes() {
-    static const std::vector<std::string> names = {
-        "PATH",          "HOME",          "PWD",           "JAVA_HOME",        "JAVA_TOOL_OPTIONS",
-        "_JAVA_OPTIONS", "CLASSPATH",     "CATALINA_HOME", "GOPATH",           "GOMODCACHE",
-        "PYTHONPATH",    "RUBYLIB",       "RUBYOPT",       "GEM_HOME",         "GEM_PATH",
-        "BUNDLE_PATH",   "BUNDLE_GEMFILE", "BUNDLE_BIN",   "BUNDLE_APP_CONFIG", "BUNDLER_VERSION",
-        "BUNDLER_ORIG_PATH", "DOTNET_STARTUP_HOOKS", "DOTNET_EnableDiagnostics", "HOMEPATH",
-        "JAVA_EXE",      "MIRRORD_LOG",   "RUST_LOG",
-    };
-    return names;
-}
+const std::vector<std::string>& builtin_env_excludes() { return mirrord::builtin_env_excludes(); }
 
 EnvMap select_env(const EnvMap& env, const std::vector<std::string>& include,
                   const std::vector<std::string>& exclude) {
@@ -102,7 +93,7 @@ EnvMap select_env(const EnvMap& env, const std::vector<std::string>& include,
         if (!include.empty() && !any_match(include, name)) {
             continue;
         }
-        if (any_match(builtin_env_excludes(), name) || any_match(exclude, name)) {
+        if (name == kAgentTokenEnv || any_match(builtin_env_excludes(), name) || any_match(exclude, name)) {
             continue;
         }
         out.emplace(name, value);

@@ -7,6 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "exec/exec_command.hpp"
+#include "exec/exec_flags.hpp"
+#include "intproxy/intproxy_command.hpp"
 #include "verify_config.hpp"
 
 namespace {
@@ -29,21 +32,36 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.set_version_flag("-V,--version", std::string("mirrord ") + kVersion);
 
-    // exec: run a binary with the layer preloaded against a target.
+    // exec: run a binary with the layer preloaded against a target. The words after `exec` are
+    // split by hand into flags and BINARY ARGS... (see exec_flags.hpp); CLI11 parses the flags.
     auto* exec = app.add_subcommand("exec", "Run a binary in the context of the target");
-    std::string exec_config, exec_target;
+    exec->footer("BINARY [ARGS...] follow the options (after `--`, or at the first word that is not an option).\nUsage: mirrord exec [OPTIONS] [--] BINARY [ARGS...]");
+    mirrord::cli::exec::ExecFlags exec_flags;
+    mirrord::cli::exec::add_exec_flags(*exec, exec_flags);
     std::vector<std::string> exec_cmd;
-    exec->add_option("-f,--config-file", exec_config, "mirrord config file (.json/.toml/.yaml)");
-    exec->add_option("-t,--target", exec_target, "target: pod/NAME, deployment/NAME, pid/PID, targetless");
-    exec->add_option("binary", exec_cmd, "binary and its arguments")->required();
-    exec->prefix_command();
+    std::vector<std::string> words(argv, argv + argc);
+    if (words.size() >= 2 && words[1] == "exec") {
+        auto split = mirrord::cli::exec::split_exec_args({words.begin() + 2, words.end()});
+        exec_cmd = std::move(split.command);
+        words.resize(2);
+        words.insert(words.end(), split.flags.begin(), split.flags.end());
+    }
 
     // ext: the IDE extensions' entry point (JSON progress lines on stdout).
     auto* ext = app.add_subcommand("ext", "Prepare a launch for an IDE extension (JSON progress output)");
-    std::string ext_config, ext_target, ext_exe;
-    ext->add_option("-f,--config-file", ext_config, "mirrord config file");
-    ext->add_option("-t,--target", ext_target, "target");
-    ext->add_option("-e,--executable", ext_exe, "executable the IDE will launch");
+    mirrord::cli::exec::ExtArgs ext_args;
+    ext->add_option_function<std::string>(
+           "-f,--config-file",
+           [&ext_args](const std::string& v) {
+               ext_args.config_file = v.empty() ? std::string(mirrord::cli::exec::kDefaultExtConfigFile) : v;
+           },
+           "mirrord config file (-f alone: ./mirrord.json)")
+        ->expected(0, 1);
+    ext->add_option_function<std::string>(
+        "-t,--target", [&ext_args](const std::string& v) { ext_args.target = v; }, "target");
+    ext->add_option_function<std::string>(
+        "-e,--executable", [&ext_args](const std::string& v) { ext_args.executable = v; },
+        "executable the IDE will launch");
 
     // ls: list targets (JSON) for the IDE extensions.
     auto* ls = app.add_subcommand("ls", "List targets as JSON");
@@ -60,9 +78,12 @@ int main(int argc, char** argv) {
     // intproxy: internal, started detached by exec/ext.
     auto* intproxy = app.add_subcommand("intproxy", "Internal: run the local proxy between layers and the agent");
     intproxy->group("");  // hidden from --help, as in mirrord
+    intproxy->allow_extras();  // its own flags (--port, --log-destination) are parsed by intproxy_command
 
     try {
-        app.parse(argc, argv);
+        // CLI11 wants argv order reversed when given a vector.
+        std::vector<std::string> reversed(words.rbegin(), words.rend() - 1);
+        app.parse(reversed);
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     }
@@ -71,16 +92,16 @@ int main(int argc, char** argv) {
         return mirrord::cli::verify_config_command(verify_path, verify_ide, std::cout);
     }
     if (*exec) {
-        return not_available("exec", "the layer and intproxy arrive with the 'layer + exec' issue");
+        return mirrord::cli::exec::exec_command(exec_flags, exec_cmd);
     }
     if (*ext) {
-        return not_available("ext", "arrives with the 'layer + exec' issue");
+        return mirrord::cli::exec::ext_command(ext_args);
     }
     if (*ls) {
         return not_available("ls", "Kubernetes targets arrive with the 'Kubernetes' issue");
     }
     if (*intproxy) {
-        return not_available("intproxy", "arrives with the 'layer + exec' issue");
+        return mirrord::cli::intproxy_command(intproxy->remaining());
     }
     return 1;
 }

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <thread>
 
@@ -130,6 +131,21 @@ TEST_CASE("handshake: token, version, and requests before Hello") {
         auto r = c.request(m);
         REQUIRE(r.has_error());
         CHECK(r.error().code() == EPROTO);
+    }
+    {
+        // A targetless agent serves its own env: the token is not in it, and its bytes are gone
+        // from /proc/PID/environ too (unsetenv alone would leave them there).
+        AgentClient c(agent.p.host, agent.p.port);
+        REQUIRE(c.hello("s3cret-token").has_hello_ack());
+        v1::ClientMessage m;
+        m.mutable_get_env();
+        auto r = c.request(m);
+        REQUIRE(r.has_env_vars());
+        CHECK(r.env_vars().vars().count("MIRRORD_AGENT_TOKEN") == 0);
+        std::ifstream environ("/proc/" + std::to_string(agent.p.pid) + "/environ");
+        std::string block((std::istreambuf_iterator<char>(environ)), std::istreambuf_iterator<char>());
+        CHECK(!block.empty());
+        CHECK(block.find("s3cret-token") == std::string::npos);
     }
     // The token never shows up in the agent's logs.
     CHECK(agent.p.read_stderr().find("s3cret-token") == std::string::npos);

@@ -1,0 +1,381 @@
+// agent_link.cpp: the intproxy's agent connection (see agent_link.hpp).
+#include "intproxy/agent_link.hpp"
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include "intproxy/log.hpp"
+
+namespace mirrord::cli::intproxy {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+constexpr size_t kReadChunk = 256 * 1024;
+}
+
+AgentLink::AgentLink(asio::io_context& io, ConnectInfo info)
+    : io_(io), info_(std::move(info)), resolver_(io), socket_(io), start_timer_(io), ping_timer_(io) {}
+
+AgentLink::~AgentLink() = default;
+
+template <typename Buffers, typename Handler>
+void AgentLink::read_some(const Buffers& b, Handler&& h) {
+    if (tls_) {
+        tls_->async_read_some(b, std::forward<Handler>(h));
+    } else {
+        socket_.async_read_some(b, std::forward<Handler>(h));
+    }
+}
+
+template <typename Buffers, typename Handler>
+void AgentLink::write_all(const Buffers& b, Handler&& h) {
+    if (tls_) {
+        asio::async_write(*tls_, b, std::forward<Handler>(h));
+    } else {
+        asio::async_write(socket_, b, std::forward<Handler>(h));
+    }
+}
+
+void AgentLink::start(std::chrono::milliseconds timeout,
+                      std::function<void(const std::string&, const v1::HelloAck&)> done) {
+    start_done_ = std::move(done);
+    std::string where = info_.host + ":" + std::to_string(info_.port);
+    start_timer_.expires_after(timeout);
+    start_timer_.async_wait([this, where, timeout](const error_code& ec) {
+        if (!ec && start_done_) {
+            fail("no answer from the agent at " + where + " within " + std::to_string(timeout.count()) + " ms");
+        }
+    });
+    if (info_.tls) {
+        try {
+            tls_ctx_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+            tls_ctx_->set_options(asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3 |
+                                  asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+            tls_ctx_->add_certificate_authority(asio::buffer(info_.tls_ca_pem));
+            tls_ctx_->set_verify_mode(asio::ssl::verify_peer);
+        } catch (const boost::system::system_error& e) {
+            fail("TLS setup: tls_ca_pem is not a usable PEM certificate (" + e.code().message() + ")");
+            return;
+        }
+    }
+    resolver_.async_resolve(
+        info_.host, std::to_string(info_.port),
+        [this, where](const error_code& ec, asio::ip::tcp::resolver::results_type results) {
+            if (closed_) {
+                return;
+            }
+            if (ec) {
+                fail("cannot resolve the agent address " + where + ": " + ec.message());
+                return;
+            }
+            asio::async_connect(socket_, results,
+                                [this, where](const error_code& ec2, const asio::ip::tcp::endpoint&) {
+                                    if (closed_) {
+                                        return;
+                                    }
+                                    if (ec2) {
+                                        fail("cannot connect to the agent at " + where + ": " + ec2.message());
+                                        return;
+                                    }
+                                    socket_.set_option(asio::ip::tcp::no_delay(true));
+                                    on_connected();
+                                });
+        });
+}
+
+void AgentLink::on_connected() {
+    auto say_hello = [this] {
+        do_read();
+        v1::ClientMessage hello;
+        auto* h = hello.mutable_hello();
+        h->set_protocol_version(v1::PROTOCOL_VERSION_CURRENT);
+        h->set_client_name("mirrord-intproxy");
+        h->set_client_version(MIRRORD_VERSION);
+        h->set_auth_token(info_.token);
+        for (auto c : {v1::CAPABILITY_ENV, v1::CAPABILITY_FILES, v1::CAPABILITY_DNS, v1::CAPABILITY_OUTGOING_TCP,
+                       v1::CAPABILITY_OUTGOING_UDP, v1::CAPABILITY_INCOMING_MIRROR, v1::CAPABILITY_INCOMING_STEAL}) {
+            h->add_capabilities(c);
+        }
+        request(hello, [this](v1::AgentMessage& reply) {
+            if (!reply.has_hello_ack()) {
+                std::string why = reply.has_error() ? reply.error().message() + " (errno " +
+                                                          std::to_string(reply.error().code()) + ")"
+                                                    : "unexpected reply to Hello";
+                fail("the agent refused the connection: " + why);
+                return;
+            }
+            v1::HelloAck ack = reply.hello_ack();
+            v1::ClientMessage ping;
+            ping.mutable_ping()->set_nonce(0x6d69727264);
+            request(ping, [this, ack](v1::AgentMessage& pong) {
+                if (!pong.has_pong() || pong.pong().nonce() != 0x6d69727264) {
+                    fail("the agent did not answer the start-up Ping with its Pong");
+                    return;
+                }
+                start_timer_.cancel();
+                if (auto done = std::move(start_done_)) {
+                    start_done_ = nullptr;
+                    done("", ack);
+                }
+            });
+        });
+    };
+    if (!tls_ctx_) {
+        say_hello();
+        return;
+    }
+    tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket&>>(socket_, *tls_ctx_);
+    std::string name = info_.tls_server_name.empty() ? info_.host : info_.tls_server_name;
+    error_code ec;
+    asio::ip::make_address(name, ec);
+    if (ec) {  // SNI only for names, never for IP literals
+        SSL_set_tlsext_host_name(tls_->native_handle(), name.c_str());
+    }
+    tls_->set_verify_callback(asio::ssl::host_name_verification(name));
+    tls_->async_handshake(asio::ssl::stream_base::client, [this, say_hello, name](const error_code& e) {
+        if (closed_) {
+            return;
+        }
+        if (e) {
+            fail("TLS handshake with the agent failed (expected a certificate for \"" + name +
+                 "\" signed by tls_ca_pem): " + e.message());
+            return;
+        }
+        say_hello();
+    });
+}
+
+void AgentLink::serve(Handlers handlers, std::chrono::seconds ping_interval) {
+    handlers_ = std::move(handlers);
+    serving_ = true;
+    ping_interval_ = ping_interval.count() > 0 ? ping_interval : std::chrono::seconds(30);
+    arm_ping();
+}
+
+void AgentLink::arm_ping() {
+    ping_timer_.expires_after(ping_interval_);
+    ping_timer_.async_wait([this](const error_code& ec) {
+        if (ec || closed_) {
+            return;
+        }
+        if (ping_outstanding_ && !read_paused_) {
+            fail("the agent did not answer a Ping within " + std::to_string(ping_interval_.count()) + " s");
+            return;
+        }
+        ping_outstanding_ = true;
+        v1::ClientMessage ping;
+        ping.mutable_ping()->set_nonce(static_cast<uint64_t>(next_request_id_));
+        request(ping, [this](v1::AgentMessage&) { ping_outstanding_ = false; });
+        arm_ping();
+    });
+}
+
+void AgentLink::request(v1::ClientMessage& m, ReplyHandler on_reply) {
+    if (closed_) {
+        return;
+    }
+    uint64_t id = next_request_id_++;
+    m.set_request_id(id);
+    pending_[id] = std::move(on_reply);
+    enqueue_frame(m);
+}
+
+void AgentLink::notify(v1::ClientMessage& m) {
+    if (closed_) {
+        return;
+    }
+    m.set_request_id(0);
+    enqueue_frame(m);
+}
+
+void AgentLink::send_data(uint32_t outer_field, uint64_t id, std::string_view data) {
+    if (closed_) {
+        return;
+    }
+    protocol::append_id_bytes_frame(out_pending_, outer_field, v1::TcpData::kConnectionIdFieldNumber, id,
+                                    v1::TcpData::kDataFieldNumber, data);
+    flush();
+    update_congestion();
+}
+
+void AgentLink::enqueue_frame(const v1::ClientMessage& m) {
+    try {
+        protocol::append_frame(out_pending_, m);
+    } catch (const protocol::ProtocolError& e) {
+        // Only a layer's oversized request can get here; the caller's reply handler is dropped and
+        // the layer gets an error instead (see LayerSession::forward).
+        log::warn(std::string("request not sent to the agent: ") + e.what());
+        pending_.erase(m.request_id());
+        throw;
+    }
+    flush();
+    update_congestion();
+}
+
+void AgentLink::flush() {
+    if (writing_ || out_pending_.empty() || closed_) {
+        return;
+    }
+    out_writing_.swap(out_pending_);
+    writing_ = true;
+    write_all(asio::buffer(out_writing_), [this](const error_code& ec, size_t) {
+        writing_ = false;
+        out_writing_.clear();
+        if (closed_) {
+            return;
+        }
+        if (ec) {
+            fail("write to the agent failed: " + ec.message());
+            return;
+        }
+        flush();
+        update_congestion();
+    });
+}
+
+void AgentLink::update_congestion() {
+    size_t q = queued();
+    if (!congested_ && q > kHighWater) {
+        congested_ = true;
+    } else if (congested_ && q < kLowWater) {
+        congested_ = false;
+        if (handlers_.on_drained) {
+            handlers_.on_drained();
+        }
+    }
+}
+
+void AgentLink::pause_reading(bool paused) {
+    read_paused_ = paused;
+    if (!paused) {
+        do_read();
+    }
+}
+
+void AgentLink::do_read() {
+    if (closed_ || reading_ || read_paused_) {
+        return;
+    }
+    reading_ = true;
+    char* into = decoder_.prepare(kReadChunk);
+    read_some(asio::buffer(into, kReadChunk), [this](const error_code& ec, size_t n) {
+        reading_ = false;
+        if (closed_) {
+            return;
+        }
+        if (ec) {
+            bool eof = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+            fail(eof ? "the agent closed the connection" : "read from the agent failed: " + ec.message());
+            return;
+        }
+        try {
+            decoder_.commit(n);
+            drain_frames();
+        } catch (const protocol::ProtocolError& e) {
+            fail(std::string("protocol error from the agent: ") + e.what());
+            return;
+        }
+        do_read();
+    });
+}
+
+void AgentLink::drain_frames() {
+    using A = v1::AgentMessage;
+    std::string_view frame;
+    v1::AgentMessage m;
+    while (!closed_ && decoder_.next_frame_view(frame)) {
+        uint64_t id = 0;
+        std::string_view payload;
+        if (serving_) {
+            if (protocol::parse_id_bytes_frame(frame, A::kTcpDataFieldNumber, v1::TcpData::kConnectionIdFieldNumber,
+                                               v1::TcpData::kDataFieldNumber, id, payload)) {
+                handlers_.on_tcp_data(id, payload);
+                continue;
+            }
+            if (protocol::parse_id_bytes_frame(frame, A::kIncomingDataFieldNumber,
+                                               v1::IncomingData::kConnectionIdFieldNumber,
+                                               v1::IncomingData::kDataFieldNumber, id, payload)) {
+                handlers_.on_incoming_data(id, payload);
+                continue;
+            }
+        }
+        decoder_.parse_current_message(m);
+        dispatch(m);
+    }
+}
+
+void AgentLink::dispatch(v1::AgentMessage& m) {
+    if (m.request_id() != 0) {
+        auto it = pending_.find(m.request_id());
+        if (it == pending_.end()) {
+            log::debug("reply to unknown request " + std::to_string(m.request_id()) + " dropped");
+            return;
+        }
+        auto handler = std::move(it->second);
+        pending_.erase(it);
+        handler(m);
+        return;
+    }
+    switch (m.body_case()) {
+        case v1::AgentMessage::kPing: {
+            v1::ClientMessage pong;
+            pong.mutable_pong()->set_nonce(m.ping().nonce());
+            notify(pong);
+            return;
+        }
+        case v1::AgentMessage::kGoodbye:
+            fail("the agent said goodbye: " + m.goodbye().reason());
+            return;
+        case v1::AgentMessage::kLog:
+            log::info("agent: " + m.log().text());
+            return;
+        default:
+            break;
+    }
+    if (serving_ && handlers_.on_push) {
+        if (m.body_case() == v1::AgentMessage::kTcpData) {
+            handlers_.on_tcp_data(m.tcp_data().connection_id(), m.tcp_data().data());
+        } else if (m.body_case() == v1::AgentMessage::kIncomingData) {
+            handlers_.on_incoming_data(m.incoming_data().connection_id(), m.incoming_data().data());
+        } else {
+            handlers_.on_push(m);
+        }
+    }
+}
+
+void AgentLink::fail(const std::string& why) {
+    if (closed_) {
+        return;
+    }
+    close(why);
+    if (auto done = std::move(start_done_)) {
+        start_done_ = nullptr;
+        done(why, v1::HelloAck());
+        return;
+    }
+    if (serving_ && handlers_.on_lost) {
+        handlers_.on_lost(why);
+    }
+}
+
+void AgentLink::close(const std::string& why) {
+    if (closed_) {
+        return;
+    }
+    closed_ = true;
+    log::debug("agent link closed: " + why);
+    start_timer_.cancel();
+    ping_timer_.cancel();
+    resolver_.cancel();
+    error_code ignored;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    pending_.clear();
+}
+
+}  // namespace mirrord::cli::intproxy
