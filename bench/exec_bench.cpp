@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -111,6 +112,22 @@ std::map<std::string, double> parse_figures(const std::string& line) {
     return out;
 }
 
+// Runs argv in the pod's network namespace only (the pod's mount namespace has its own root,
+// without this build's binaries), capturing stdout.
+h::RunResult run_in_pod_net(const h::Cluster& cluster, const std::vector<std::string>& argv) {
+    std::string cmd = "nsenter --net=" + cluster.netns_path(h::Ns::pod);
+    for (const auto& a : argv) cmd += " '" + a + "'";
+    h::RunResult r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (p == nullptr) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = ::pclose(p);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return r;
+}
+
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : v[v.size() / 2];
@@ -158,12 +175,11 @@ int main(int argc, char** argv) {
     opts.timeout = std::chrono::milliseconds(120000);
     std::map<std::string, std::vector<std::map<std::string, double>>> results;
     for (int r = 0; r < repeats; ++r) {
-        auto direct = cluster->run_in(h::Ns::pod, args(h::kServiceIp, http.port()), opts);
-        auto via_socat = cluster->run_in(
-            h::Ns::pod,
+        auto direct = run_in_pod_net(*cluster, args(h::kServiceIp, http.port()));
+        auto via_socat = run_in_pod_net(
+            *cluster,
             {client, "127.0.0.1", std::to_string(relay_port[http.port()]), std::to_string(relay_port[sink.port()]),
-             std::to_string(relay_port[source.port()]), std::to_string(rounds), std::to_string(bytes)},
-            opts);
+             std::to_string(relay_port[source.port()]), std::to_string(rounds), std::to_string(bytes)});
         std::vector<std::string> exec{mirrord, "exec", "-t", pod, "--"};
         for (auto& a : args(h::kServiceIp, http.port())) exec.push_back(a);
         auto via_mirrord = cluster->run_in(h::Ns::laptop, exec, opts);

@@ -15,7 +15,7 @@ PACKAGES=(
   libtomlplusplus-dev catch2
   # what the test pods and integration tests run
   iproute2 iptables nftables dnsmasq-base util-linux procps psmisc curl socat python3 openssl
-  gdb strace nodejs
+  gdb strace nodejs wget perl openjdk-17-jre-headless
 )
 
 if [[ $(id -u) -ne 0 ]]; then
