@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "exec_fixture.hpp"
@@ -173,4 +174,23 @@ TEST_CASE("node: a script in a project dir outside the built-in local dirs start
     REQUIRE(r.exit_code == 0);
     auto j = last_json(r);
     CHECK(j["hello"] == h::kPodHelloText);
+}
+
+TEST_CASE("bash: a script under $HOME/.tool runs (bash's own getenv does not hide HOME from the layer)") {
+    // bash exports getenv/setenv of its own; a layer calling getenv() got bash's, which knows no
+    // variables before bash's main, so HOME looked unset and $HOME/.* (local in mirrord's policy)
+    // went to the pod: `bash ~/.pyenv/shims/python3` failed with ENOENT.
+    E2E e;
+    // Not under /tmp, /home or the cwd: those are local anyway. /srv is in no built-in local set.
+    auto home = std::filesystem::path("/srv") / ("mirrord-e2e-home-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(home / ".tool");
+    {
+        std::ofstream(home / ".tool" / "run.sh") << "echo script-ran; cat /app/hello.txt\n";
+    }
+    auto r = e.exec({"/bin/bash", (home / ".tool" / "run.sh").string()}, nlohmann::json::object(), 30s,
+                    {"HOME=" + home.string()});
+    std::filesystem::remove_all(home);
+    INFO(show(r) << "\n" << e.logs());
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == std::string("script-ran\n") + h::kPodHelloText);
 }
