@@ -268,3 +268,19 @@ TEST_CASE("python: outgoing filter, outgoing.tcp off and dns off route as config
         CHECK(j["http"] == h::kServiceHelloText);
     }
 }
+
+TEST_CASE("layer hygiene: after file, DNS, TCP and UDP work the app still has exactly its own one thread") {
+    // The layer starts no threads (it is synchronous, inside the app's calls).
+    E2E e;
+    const char* code =
+        "import os, socket\n"
+        "open('/app/hello.txt').read()\n"
+        "socket.getaddrinfo('echo', 7)\n"
+        "s = socket.create_connection(('echo', 7), timeout=5); s.sendall(b'x'); s.recv(1); s.close()\n"
+        "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.connect(('echo', 7)); u.send(b'y'); u.recv(1)\n"
+        "print('threads', len(os.listdir('/proc/self/task')))\n";
+    auto r = e.exec({kPython, "-c", code});
+    INFO(show(r) << "\n" << e.logs());
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == "threads 1\n");
+}
