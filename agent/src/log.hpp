@@ -5,9 +5,11 @@
 #include <string>
 #include <string_view>
 
+#include "mirrord/common/log_format.hpp"
+
 namespace mirrord::agent::log {
 
-enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
+using Level = LogLevel;
 
 // Accepts "debug", "info", "warn"/"warning", "error" (also mirrord-style "mirrord=debug,warn":
 // the first recognised word wins). Throws std::invalid_argument on anything else.

@@ -10,10 +10,14 @@
 #include <cstring>
 
 #include "log.hpp"
+#include "mirrord/protocol/address.hpp"
 
 namespace mirrord::agent {
 
 namespace asio = boost::asio;
+using protocol::describe;
+using protocol::from_address;
+using protocol::to_endpoint;
 
 namespace {
 
@@ -33,48 +37,7 @@ std::string random_hex(size_t bytes) {
     return out;
 }
 
-std::string describe(const asio::ip::address& a, uint16_t port) {
-    return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(port);
-}
-
-bool to_address(const v1::SocketAddress& a, asio::ip::address& out) {
-    const std::string& ip = a.ip();
-    if (ip.size() == 4) {
-        asio::ip::address_v4::bytes_type b;
-        std::memcpy(b.data(), ip.data(), 4);
-        out = asio::ip::address_v4(b);
-        return true;
-    }
-    if (ip.size() == 16) {
-        asio::ip::address_v6::bytes_type b;
-        std::memcpy(b.data(), ip.data(), 16);
-        out = asio::ip::address_v6(b);
-        return true;
-    }
-    return false;
-}
-
 }  // namespace
-
-bool to_endpoint(const v1::SocketAddress& a, asio::ip::tcp::endpoint& out) {
-    asio::ip::address addr;
-    if (!to_address(a, addr) || a.port() == 0 || a.port() > 65535) {
-        return false;
-    }
-    out = {addr, static_cast<uint16_t>(a.port())};
-    return true;
-}
-
-void from_endpoint(const asio::ip::address& addr, uint16_t port, v1::SocketAddress& out) {
-    if (addr.is_v4()) {
-        auto b = addr.to_v4().to_bytes();
-        out.set_ip(std::string(reinterpret_cast<const char*>(b.data()), b.size()));
-    } else {
-        auto b = addr.to_v6().to_bytes();
-        out.set_ip(std::string(reinterpret_cast<const char*>(b.data()), b.size()));
-    }
-    out.set_port(port);
-}
 
 Session::Session(AgentContext& ctx, std::shared_ptr<ClientTransport> transport, std::function<void()> finished)
     : ctx_(ctx),
@@ -466,7 +429,7 @@ void Session::get_addr_info(const v1::ClientMessage& m) {
                 if (ec) {
                     continue;
                 }
-                from_endpoint(addr, a.port, *e->mutable_address());
+                from_address(addr, a.port, *e->mutable_address());
                 e->set_family(a.family);
                 e->set_socktype(a.socktype);
                 e->set_protocol(a.protocol);
@@ -511,8 +474,8 @@ void Session::tcp_connect(const v1::ClientMessage& m) {
         reply.set_request_id(rid);
         auto* c = reply.mutable_tcp_connected();
         c->set_connection_id(id);
-        from_endpoint(conn->local_endpoint().address(), conn->local_endpoint().port(), *c->mutable_local());
-        from_endpoint(conn->remote_endpoint().address(), conn->remote_endpoint().port(), *c->mutable_remote());
+        from_address(conn->local_endpoint().address(), conn->local_endpoint().port(), *c->mutable_local());
+        from_address(conn->remote_endpoint().address(), conn->remote_endpoint().port(), *c->mutable_remote());
         self->send(reply);
         OutgoingTcp::Handlers h;
         h.on_data = [weak, id](std::string_view data) {
@@ -602,9 +565,9 @@ void Session::tcp_forget(uint64_t id, int err, bool tell_client) {
 }
 
 void Session::udp_open(const v1::ClientMessage& m) {
-    asio::ip::address addr;
     const auto& r = m.udp_open().remote();
-    if (!to_address(r, addr) || r.port() == 0 || r.port() > 65535) {
+    asio::ip::udp::endpoint ep;
+    if (!to_endpoint(r, ep)) {
         reply_error(m.request_id(), EINVAL, "udp: remote address must be a 4 or 16 byte IP and a port 1-65535");
         return;
     }
@@ -613,10 +576,9 @@ void Session::udp_open(const v1::ClientMessage& m) {
         return;
     }
     std::shared_ptr<OutgoingUdp> flow;
-    asio::ip::udp::endpoint ep(addr, static_cast<uint16_t>(r.port()));
     int err = OutgoingUdp::open(ctx_.io, ep, flow);
     if (err != 0) {
-        reply_error(m.request_id(), err, "udp to " + describe(addr, ep.port()));
+        reply_error(m.request_id(), err, "udp to " + describe(ep.address(), ep.port()));
         return;
     }
     uint64_t id = next_conn_id_++;
@@ -624,8 +586,8 @@ void Session::udp_open(const v1::ClientMessage& m) {
     v1::AgentMessage reply;
     reply.set_request_id(m.request_id());
     reply.mutable_udp_opened()->set_flow_id(id);
-    from_endpoint(flow->local_endpoint().address(), flow->local_endpoint().port(),
-                  *reply.mutable_udp_opened()->mutable_local());
+    from_address(flow->local_endpoint().address(), flow->local_endpoint().port(),
+                 *reply.mutable_udp_opened()->mutable_local());
     send(reply);
     std::weak_ptr<Session> weak = weak_from_this();
     v1::SocketAddress peer = r;

@@ -83,8 +83,4 @@ private:
     std::shared_ptr<Session> self_;
 };
 
-// Converts a SocketAddress (4 or 16 byte IP + port) to a TCP endpoint; false if malformed.
-bool to_endpoint(const v1::SocketAddress& a, boost::asio::ip::tcp::endpoint& out);
-void from_endpoint(const boost::asio::ip::address& addr, uint16_t port, v1::SocketAddress& out);
-
 }  // namespace mirrord::agent

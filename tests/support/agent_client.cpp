@@ -2,6 +2,8 @@
 // (see agent_client.hpp).
 #include "agent_client.hpp"
 
+#include "process.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -9,9 +11,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -19,8 +19,6 @@
 #include <filesystem>
 #include <regex>
 #include <stdexcept>
-
-extern char** environ;
 
 namespace mirrord::test {
 
@@ -58,52 +56,32 @@ v1::SocketAddress socket_address(const std::string& ip, uint16_t port) {
 
 AgentProcess AgentProcess::start(const std::vector<std::string>& args, const std::vector<std::string>& extra_env,
                                  std::chrono::milliseconds timeout) {
-    int out[2], err[2];
-    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
-        throw std::runtime_error("pipe failed");
-    }
-    std::string bin = built_binary("mirrord-agent");
-    std::vector<std::string> argv_s{bin};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_s;
-    for (char** e = environ; *e; ++e) env_s.emplace_back(*e);
-    env_s.insert(env_s.end(), extra_env.begin(), extra_env.end());
-    std::vector<char*> envp;
-    for (auto& e : env_s) envp.push_back(e.data());
-    envp.push_back(nullptr);
-
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::dup2(out[1], 1);
-        ::dup2(err[1], 2);
-        ::execve(bin.c_str(), argv.data(), envp.data());
-        _exit(127);
-    }
-    ::close(out[1]);
-    ::close(err[1]);
+    std::vector<std::string> argv{built_binary("mirrord-agent")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<std::string> env = current_environment();
+    env.insert(env.end(), extra_env.begin(), extra_env.end());
+    SpawnedProcess child = spawn_with_pipes(argv, env);
+    int out = child.out_fd;
     AgentProcess p;
-    p.pid = pid;
-    p.stderr_fd = err[0];
+    p.pid = child.pid;
+    p.stderr_fd = child.err_fd;
     ::fcntl(p.stderr_fd, F_SETFL, O_NONBLOCK);
     std::string line;
     auto deadline = std::chrono::steady_clock::now() + timeout;
     std::regex ready(R"(agent ready - version (\S+) listening on (\[?[0-9a-fA-F:.]+\]?):(\d+))");
     for (;;) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        pollfd pfd{out[0], POLLIN, 0};
+        pollfd pfd{out, POLLIN, 0};
         if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) {
             p.kill_now();
-            ::close(out[0]);
+            ::close(out);
             throw std::runtime_error("agent not ready in time; stderr: " + p.read_stderr());
         }
         char c;
-        ssize_t n = ::read(out[0], &c, 1);
+        ssize_t n = ::read(out, &c, 1);
         if (n <= 0) {
             int st = p.wait_exit(std::chrono::seconds(2));
-            ::close(out[0]);
+            ::close(out);
             throw std::runtime_error("agent exited (status " + std::to_string(st) + ") before ready; stderr: " +
                                      p.read_stderr());
         }
@@ -116,37 +94,16 @@ AgentProcess AgentProcess::start(const std::vector<std::string>& args, const std
             p.host = m[2].str();
             if (!p.host.empty() && p.host.front() == '[') p.host = p.host.substr(1, p.host.size() - 2);
             p.port = static_cast<uint16_t>(std::stoi(m[3].str()));
-            ::close(out[0]);
+            ::close(out);
             return p;
         }
         line.clear();
     }
 }
 
-int AgentProcess::wait_exit(std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (pid > 0) {
-        int st = 0;
-        pid_t r = ::waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            pid = -1;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        if (std::chrono::steady_clock::now() > deadline) {
-            return -1;
-        }
-        ::usleep(10000);
-    }
-    return -1;
-}
+int AgentProcess::wait_exit(std::chrono::milliseconds timeout) { return wait_child_exit(pid, timeout); }
 
-void AgentProcess::kill_now() {
-    if (pid > 0) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-        pid = -1;
-    }
-}
+void AgentProcess::kill_now() { kill_and_reap(pid); }
 
 std::string AgentProcess::read_stderr() {
     std::string s;

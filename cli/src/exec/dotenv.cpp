@@ -46,6 +46,16 @@ std::string excerpt(std::string_view line) {
 
 enum class LineState { Complete, Escape, StrongOpen, StrongOpenEscape, WeakOpen, WeakOpenEscape, WhiteSpace };
 
+// The state after `c` outside quotes: an escape or an opening quote, else `otherwise`.
+LineState after_unquoted(char c, LineState otherwise) {
+    switch (c) {
+        case '\\': return LineState::Escape;
+        case '"': return LineState::WeakOpen;
+        case '\'': return LineState::StrongOpen;
+        default: return otherwise;
+    }
+}
+
 struct LogicalLine {
     std::string text;
     size_t first_line = 0;  // 1-based physical line where it starts
@@ -83,14 +93,8 @@ std::vector<LogicalLine> logical_lines(std::string_view text) {
                         if (c == '#') {
                             logical.text.resize(i);
                             cut = true;
-                        } else if (c == '\\') {
-                            state = LineState::Escape;
-                        } else if (c == '"') {
-                            state = LineState::WeakOpen;
-                        } else if (c == '\'') {
-                            state = LineState::StrongOpen;
                         } else {
-                            state = LineState::Complete;
+                            state = after_unquoted(c, LineState::Complete);
                         }
                         break;
                     case LineState::Escape:
@@ -99,12 +103,8 @@ std::vector<LogicalLine> logical_lines(std::string_view text) {
                     case LineState::Complete:
                         if (is_space(c) && c != '\n' && c != '\r') {
                             state = LineState::WhiteSpace;
-                        } else if (c == '\\') {
-                            state = LineState::Escape;
-                        } else if (c == '"') {
-                            state = LineState::WeakOpen;
-                        } else if (c == '\'') {
-                            state = LineState::StrongOpen;
+                        } else {
+                            state = after_unquoted(c, LineState::Complete);
                         }
                         break;
                     case LineState::WeakOpen:

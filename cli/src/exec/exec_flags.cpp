@@ -121,39 +121,32 @@ std::map<std::string, std::string> exec_flags_to_env(const ExecFlags& f) {
             env[name] = *v;
         }
     };
+    auto put_if = [&env](bool on, const char* name, const char* value) {
+        if (on) {
+            env[name] = value;
+        }
+    };
     put("MIRRORD_AGENT_NAMESPACE", f.agent_namespace);
     put("MIRRORD_AGENT_RUST_LOG", f.agent_log_level);
     put("MIRRORD_AGENT_IMAGE", f.agent_image);
     put("MIRRORD_AGENT_TTL", f.agent_ttl);
     put("MIRRORD_AGENT_STARTUP_TIMEOUT", f.agent_startup_timeout);
-    if (f.ephemeral_container) {
-        env["MIRRORD_EPHEMERAL_CONTAINER"] = "true";
-    }
+    put_if(f.ephemeral_container, "MIRRORD_EPHEMERAL_CONTAINER", "true");
     put("MIRRORD_IMPERSONATED_TARGET", f.target);
     put("MIRRORD_TARGET_NAMESPACE", f.target_namespace);
     put("MIRRORD_AGENT_ADDRESS", f.agent_addr);
-    if (f.no_telemetry) {
-        env["MIRRORD_TELEMETRY"] = "false";
-    }
+    put_if(f.no_telemetry, "MIRRORD_TELEMETRY", "false");
     put("MIRRORD_SKIP_PROCESSES", f.skip_processes);
     put("MIRRORD_FILE_MODE", f.fs_mode);
     put("MIRRORD_OVERRIDE_ENV_VARS_EXCLUDE", f.env_exclude);
     put("MIRRORD_OVERRIDE_ENV_VARS_INCLUDE", f.env_include);
-    if (f.no_remote_dns) {
-        env["MIRRORD_REMOTE_DNS"] = "false";
-    }
+    put_if(f.no_remote_dns, "MIRRORD_REMOTE_DNS", "false");
     if (f.accept_invalid_certificates) {
         env["MIRRORD_ACCEPT_INVALID_CERTIFICATES"] = *f.accept_invalid_certificates ? "true" : "false";
     }
-    if (f.steal) {
-        env["MIRRORD_AGENT_TCP_STEAL_TRAFFIC"] = "true";
-    }
-    if (f.no_outgoing || f.no_tcp_outgoing) {
-        env["MIRRORD_TCP_OUTGOING"] = "false";
-    }
-    if (f.no_outgoing || f.no_udp_outgoing) {
-        env["MIRRORD_UDP_OUTGOING"] = "false";
-    }
+    put_if(f.steal, "MIRRORD_AGENT_TCP_STEAL_TRAFFIC", "true");
+    put_if(f.no_outgoing || f.no_tcp_outgoing, "MIRRORD_TCP_OUTGOING", "false");
+    put_if(f.no_outgoing || f.no_udp_outgoing, "MIRRORD_UDP_OUTGOING", "false");
     put("MIRRORD_KUBE_CONTEXT", f.context);
     put("MIRRORD_CONFIG_FILE", f.config_file);
     put("MIRRORD_OVERRIDE_ENV_VARS_FILE", f.env_file);

@@ -25,6 +25,13 @@ std::string indent(int depth) {
     return std::string(static_cast<size_t>(depth) * 2, ' ');
 }
 
+std::string json_message(const char* type, const std::string& message) {
+    ojson j;
+    j["type"] = type;
+    j["message"] = message;
+    return dump(j);
+}
+
 }  // namespace
 
 ProgressMode progress_mode_from(const char* value, ProgressMode fallback) {
@@ -64,38 +71,18 @@ std::string json_finished_task(const std::string& name, bool success, const std:
 }
 
 std::string json_warning(const std::string& message) {
-    ojson j;
-    j["type"] = "Warning";
-    j["message"] = message;
-    return dump(j);
+    return json_message("Warning", message);
 }
 
 std::string json_info(const std::string& message) {
-    ojson j;
-    j["type"] = "Info";
-    j["message"] = message;
-    return dump(j);
+    return json_message("Info", message);
 }
 
 ProgressTask::ProgressTask(std::shared_ptr<ProgressOutput> output, std::string name,
                            std::optional<std::string> parent, int depth)
     : output_(std::move(output)), name_(std::move(name)), parent_(std::move(parent)), depth_(depth) {
-    switch (output_->mode) {
-        case ProgressMode::Json:
-            *output_->out << json_new_task(name_, parent_) << std::endl;
-            break;
-        case ProgressMode::Simple:
-            *output_->out << name_ << std::endl;
-            break;
-        case ProgressMode::Std:
-            // The spinner's line of a subtask only stays once finished; the root's title stays.
-            if (depth_ == 0) {
-                *output_->err << name_ << std::endl;
-            }
-            break;
-        case ProgressMode::Off:
-            break;
-    }
+    // The spinner's line of a subtask only stays once finished; the root's title stays.
+    emit(json_new_task(name_, parent_), name_, depth_ == 0 ? std::optional<std::string>(name_) : std::nullopt);
 }
 
 ProgressTask::ProgressTask(ProgressTask&& other) noexcept
@@ -137,49 +124,33 @@ void ProgressTask::finish(bool ok, const std::optional<std::string>& message) {
         return;
     }
     done_ = true;
-    switch (output_->mode) {
-        case ProgressMode::Json:
-            *output_->out << json_finished_task(name_, ok, message) << std::endl;
-            break;
-        case ProgressMode::Simple:
-            if (message) {
-                *output_->out << *message << std::endl;
-            }
-            break;
-        case ProgressMode::Std:
-            *output_->err << indent(depth_) << (ok ? "\u2713 " : "x ") << message.value_or(name_) << std::endl;
-            break;
-        case ProgressMode::Off:
-            break;
-    }
+    emit(json_finished_task(name_, ok, message), message,
+         indent(depth_) + (ok ? "\u2713 " : "x ") + message.value_or(name_));
 }
 
 void ProgressTask::warning(const std::string& message) const {
-    switch (output_->mode) {
-        case ProgressMode::Json:
-            *output_->out << json_warning(message) << std::endl;
-            break;
-        case ProgressMode::Simple:
-            *output_->out << message << std::endl;
-            break;
-        case ProgressMode::Std:
-            *output_->err << indent(depth_) << "! " << message << std::endl;
-            break;
-        case ProgressMode::Off:
-            break;
-    }
+    emit(json_warning(message), message, indent(depth_) + "! " + message);
 }
 
 void ProgressTask::info(const std::string& message) const {
+    emit(json_info(message), message, indent(depth_) + "* " + message);
+}
+
+void ProgressTask::emit(const std::string& json_line, const std::optional<std::string>& simple_line,
+                        const std::optional<std::string>& std_line) const {
     switch (output_->mode) {
         case ProgressMode::Json:
-            *output_->out << json_info(message) << std::endl;
+            *output_->out << json_line << std::endl;
             break;
         case ProgressMode::Simple:
-            *output_->out << message << std::endl;
+            if (simple_line) {
+                *output_->out << *simple_line << std::endl;
+            }
             break;
         case ProgressMode::Std:
-            *output_->err << indent(depth_) << "* " << message << std::endl;
+            if (std_line) {
+                *output_->err << *std_line << std::endl;
+            }
             break;
         case ProgressMode::Off:
             break;

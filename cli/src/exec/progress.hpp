@@ -53,6 +53,10 @@ private:
     ProgressTask(std::shared_ptr<ProgressOutput> output, std::string name, std::optional<std::string> parent,
                  int depth);
     void finish(bool ok, const std::optional<std::string>& message);
+    // Writes the line of the output's mode: json_line (stdout), simple_line (stdout) or std_line
+    // (stderr); an absent one writes nothing.
+    void emit(const std::string& json_line, const std::optional<std::string>& simple_line,
+              const std::optional<std::string>& std_line) const;
 
     std::shared_ptr<ProgressOutput> output_;
     std::string name_;

@@ -4,9 +4,11 @@
 
 #include <string>
 
+#include "mirrord/common/log_format.hpp"
+
 namespace mirrord::cli::intproxy::log {
 
-enum class Level { debug, info, warn, error };
+using Level = LogLevel;
 void set_level(Level level);
 // "debug"/"trace" -> debug, "warn" -> warn, "error" -> error, anything else -> info. Reads a
 // mirrord filter like "mirrord=info,warn" by its first level word.

@@ -5,14 +5,18 @@
 
 #include <cerrno>
 
-#include "intproxy/addresses.hpp"
 #include "intproxy/log.hpp"
 #include "intproxy/message_map.hpp"
+#include "mirrord/protocol/address.hpp"
 
 namespace mirrord::cli::intproxy {
 
 namespace asio = boost::asio;
 using boost::system::error_code;
+using protocol::describe;
+using protocol::from_address;
+using protocol::to_address;
+using protocol::to_endpoint;
 
 namespace {
 
@@ -33,6 +37,30 @@ v1::ProxyMessage error_reply(uint64_t request_id, int code, const std::string& m
 
 std::string session_name(const LayerSession& s) {
     return "session " + std::to_string(s.id) + " (pid " + std::to_string(s.pid) + " " + s.name + ")";
+}
+
+// The answer to a request the agent did not grant: its error, or EPROTO naming the request.
+v1::ProxyMessage refusal(uint64_t rid, const v1::AgentMessage& reply, const std::string& request) {
+    return reply.has_error() ? error_reply(rid, reply.error().code(), reply.error().message())
+                             : error_reply(rid, EPROTO, "unexpected reply to " + request);
+}
+
+asio::ip::address loopback(bool v6) {
+    return v6 ? asio::ip::address(asio::ip::address_v6::loopback())
+              : asio::ip::address(asio::ip::address_v4::loopback());
+}
+
+// The Connected answer: the app connects to `local`; the agent's ends are in_cluster_local/remote.
+v1::ProxyMessage connected_reply(uint64_t rid, uint64_t id, const asio::ip::address& local_addr, uint16_t local_port,
+                                 const v1::SocketAddress& in_cluster_local, const v1::SocketAddress& remote) {
+    v1::ProxyMessage pm;
+    pm.set_request_id(rid);
+    auto* c = pm.mutable_connected();
+    c->set_connection_id(id);
+    *c->mutable_connect_to() = from_address(local_addr, local_port);
+    *c->mutable_in_cluster_local() = in_cluster_local;
+    *c->mutable_remote() = remote;
+    return pm;
 }
 
 }  // namespace
@@ -147,11 +175,7 @@ void Proxy::on_layer_message(LayerSession& s, v1::LayerMessage& m) {
             s.close("the layer said goodbye: " + m.goodbye().reason());
             return;
         case L::kConnect:
-            if (m.connect().transport() == v1::LayerConnect::TRANSPORT_UDP) {
-                connect_udp(s, m);
-            } else {
-                connect_tcp(s, m);
-            }
+            connect(s, m);
             return;
         case L::kConnectionClose:
             connection_close(s, m.connection_close().connection_id());
@@ -291,7 +315,7 @@ void Proxy::forward(LayerSession& s, v1::LayerMessage& m) {
     try {
         link_.request(cm, [this, weak, rid](v1::AgentMessage& reply) {
             auto sp = weak.lock();
-            bool alive = sp && sp->open() && sp->id != 0 && !stopping_;
+            bool alive = serving(sp);
             // A remote fd/dir opened for a layer that is gone meanwhile is closed again at once.
             if (reply.has_file_opened()) {
                 Resource r{ResourceKind::file, reply.file_opened().fd()};
@@ -411,26 +435,33 @@ std::shared_ptr<StreamRelay> Proxy::make_relay(StreamRelay::Kind kind, uint64_t 
     return std::make_shared<StreamRelay>(io_, link_, kind, id, drop_local_data, std::move(hooks));
 }
 
-void Proxy::connect_tcp(LayerSession& s, const v1::LayerMessage& m) {
+void Proxy::connect(LayerSession& s, const v1::LayerMessage& m) {
     uint64_t rid = m.request_id();
     const auto& remote = m.connect().remote();
-    asio::ip::address addr;
-    if (!to_address(remote, addr) || remote.port() == 0 || remote.port() > 65535) {
+    asio::ip::tcp::endpoint ep;
+    if (!to_endpoint(remote, ep)) {
         s.send(error_reply(rid, EINVAL, "connect: the remote must be a 4 or 16 byte IP and a port 1-65535"));
         return;
     }
+    // The local end the app connects to has the remote's family (a v4-mapped address counts as v4).
+    bool v6 = ep.address().is_v6() && !ep.address().to_v6().is_v4_mapped();
+    s.in_flight[rid] = false;
+    if (m.connect().transport() == v1::LayerConnect::TRANSPORT_UDP) {
+        connect_udp(s.shared_from_this(), rid, remote, v6);
+    } else {
+        connect_tcp(s.shared_from_this(), rid, remote, v6);
+    }
+}
+
+void Proxy::connect_tcp(std::weak_ptr<LayerSession> weak, uint64_t rid, const v1::SocketAddress& remote, bool v6) {
     v1::ClientMessage cm;
     *cm.mutable_tcp_connect()->mutable_remote() = remote;
-    s.in_flight[rid] = false;
-    std::weak_ptr<LayerSession> weak = s.shared_from_this();
-    bool v6 = addr.is_v6() && !addr.to_v6().is_v4_mapped();
     link_.request(cm, [this, weak, rid, v6](v1::AgentMessage& reply) {
         auto sp = weak.lock();
-        bool alive = sp && sp->open() && sp->id != 0 && !stopping_;
+        bool alive = serving(sp);
         if (!reply.has_tcp_connected()) {
             if (alive) {
-                sp->send(reply.has_error() ? error_reply(rid, reply.error().code(), reply.error().message())
-                                           : error_reply(rid, EPROTO, "unexpected reply to TcpConnect"));
+                sp->send(refusal(rid, reply, "TcpConnect"));
             }
             return;
         }
@@ -445,9 +476,7 @@ void Proxy::connect_tcp(LayerSession& s, const v1::LayerMessage& m) {
             drop_at_agent();
             return;
         }
-        asio::ip::tcp::endpoint ep(v6 ? asio::ip::address(asio::ip::address_v6::loopback())
-                                      : asio::ip::address(asio::ip::address_v4::loopback()),
-                                   0);
+        asio::ip::tcp::endpoint ep(loopback(v6), 0);
         asio::ip::tcp::acceptor acceptor(io_);
         error_code ec;
         acceptor.open(ep.protocol(), ec);
@@ -464,38 +493,20 @@ void Proxy::connect_tcp(LayerSession& s, const v1::LayerMessage& m) {
         tcp_[id] = relay;
         tcp_pending_owner_[id] = sp->id;
         relay->start_accept(std::move(acceptor), options_.accept_timeout);
-        v1::ProxyMessage pm;
-        pm.set_request_id(rid);
-        auto* c = pm.mutable_connected();
-        c->set_connection_id(id);
-        *c->mutable_connect_to() = from_address(local.address(), local.port());
-        *c->mutable_in_cluster_local() = tc.local();
-        *c->mutable_remote() = tc.remote();
-        sp->send(pm);
+        sp->send(connected_reply(rid, id, local.address(), local.port(), tc.local(), tc.remote()));
     });
 }
 
-void Proxy::connect_udp(LayerSession& s, const v1::LayerMessage& m) {
-    uint64_t rid = m.request_id();
-    const auto& remote = m.connect().remote();
-    asio::ip::address addr;
-    if (!to_address(remote, addr) || remote.port() == 0 || remote.port() > 65535) {
-        s.send(error_reply(rid, EINVAL, "connect: the remote must be a 4 or 16 byte IP and a port 1-65535"));
-        return;
-    }
+void Proxy::connect_udp(std::weak_ptr<LayerSession> weak, uint64_t rid, const v1::SocketAddress& remote, bool v6) {
     v1::ClientMessage cm;
     *cm.mutable_udp_open()->mutable_remote() = remote;
-    s.in_flight[rid] = false;
-    std::weak_ptr<LayerSession> weak = s.shared_from_this();
-    bool v6 = addr.is_v6() && !addr.to_v6().is_v4_mapped();
     v1::SocketAddress remote_copy = remote;
     link_.request(cm, [this, weak, rid, v6, remote_copy](v1::AgentMessage& reply) {
         auto sp = weak.lock();
-        bool alive = sp && sp->open() && sp->id != 0 && !stopping_;
+        bool alive = serving(sp);
         if (!reply.has_udp_opened()) {
             if (alive) {
-                sp->send(reply.has_error() ? error_reply(rid, reply.error().code(), reply.error().message())
-                                           : error_reply(rid, EPROTO, "unexpected reply to UdpOpen"));
+                sp->send(refusal(rid, reply, "UdpOpen"));
             }
             return;
         }
@@ -506,9 +517,7 @@ void Proxy::connect_udp(LayerSession& s, const v1::LayerMessage& m) {
             link_.notify(close);
             return;
         }
-        asio::ip::udp::endpoint ep(v6 ? asio::ip::address(asio::ip::address_v6::loopback())
-                                      : asio::ip::address(asio::ip::address_v4::loopback()),
-                                   0);
+        asio::ip::udp::endpoint ep(loopback(v6), 0);
         asio::ip::udp::socket socket(io_);
         error_code ec;
         socket.open(ep.protocol(), ec);
@@ -524,15 +533,12 @@ void Proxy::connect_udp(LayerSession& s, const v1::LayerMessage& m) {
         udp_[flow] = relay;
         relay->start();
         hold(*sp, Resource{ResourceKind::udp, flow});
-        v1::ProxyMessage pm;
-        pm.set_request_id(rid);
-        auto* c = pm.mutable_connected();
-        c->set_connection_id(flow);
-        *c->mutable_connect_to() = from_address(local.address(), local.port());
-        *c->mutable_in_cluster_local() = reply.udp_opened().local();
-        *c->mutable_remote() = remote_copy;
-        sp->send(pm);
+        sp->send(connected_reply(rid, flow, local.address(), local.port(), reply.udp_opened().local(), remote_copy));
     });
+}
+
+bool Proxy::serving(const std::shared_ptr<LayerSession>& sp) const {
+    return sp && sp->open() && sp->id != 0 && !stopping_;
 }
 
 void Proxy::connection_close(LayerSession& s, uint64_t id) {
@@ -565,17 +571,14 @@ uint32_t map_port(const std::vector<std::pair<uint16_t, uint16_t>>& mapping, uin
 void Proxy::listen(LayerSession& s, const v1::LayerMessage& m) {
     uint64_t rid = m.request_id();
     const auto& l = m.listen();
-    asio::ip::address addr;
-    if (!to_address(l.listener(), addr) || l.listener().port() == 0 || l.listener().port() > 65535 ||
-        l.port() == 0 || l.port() > 65535) {
+    asio::ip::tcp::endpoint listener;
+    if (!to_endpoint(l.listener(), listener) || l.port() == 0 || l.port() > 65535) {
         s.send(error_reply(rid, EINVAL, "listen: the listener must be an IP and port, the port 1-65535"));
         return;
     }
-    if (addr.is_unspecified()) {  // the app bound 0.0.0.0 / [::]: reach it on loopback
-        addr = addr.is_v4() ? asio::ip::address(asio::ip::address_v4::loopback())
-                            : asio::ip::address(asio::ip::address_v6::loopback());
+    if (listener.address().is_unspecified()) {  // the app bound 0.0.0.0 / [::]: reach it on loopback
+        listener.address(loopback(listener.address().is_v6()));
     }
-    asio::ip::tcp::endpoint listener(addr, static_cast<uint16_t>(l.listener().port()));
     uint32_t remote_port = map_port(options_.port_mapping, l.port());
     v1::IncomingMode mode = l.mode() == v1::INCOMING_MODE_UNSPECIFIED ? v1::INCOMING_MODE_MIRROR : l.mode();
     v1::ClientMessage cm;
@@ -589,7 +592,7 @@ void Proxy::listen(LayerSession& s, const v1::LayerMessage& m) {
     std::weak_ptr<LayerSession> weak = s.shared_from_this();
     link_.request(cm, [this, weak, rid, remote_port, listener, mode](v1::AgentMessage& reply) {
         auto sp = weak.lock();
-        bool alive = sp && sp->open() && sp->id != 0 && !stopping_;
+        bool alive = serving(sp);
         if (reply.has_subscribed()) {
             if (!alive) {
                 v1::ClientMessage un;
@@ -674,17 +677,27 @@ void Proxy::incoming_connection(const v1::IncomingConnection& c) {
 
 // ---------------------------------------------------------------- agent
 
+namespace {
+
+// The relay (outgoing or incoming) with that agent connection id, or null. A copy: agent_close
+// may drop the map's reference.
+std::shared_ptr<StreamRelay> relay_of(const std::map<uint64_t, std::shared_ptr<StreamRelay>>& relays, uint64_t id) {
+    auto it = relays.find(id);
+    return it == relays.end() ? nullptr : it->second;
+}
+
+}  // namespace
+
 void Proxy::on_push(v1::AgentMessage& m) {
     using A = v1::AgentMessage;
     switch (m.body_case()) {
         case A::kTcpShutdown:
-            if (auto it = tcp_.find(m.tcp_shutdown().connection_id()); it != tcp_.end()) {
-                it->second->agent_shutdown();
+            if (auto relay = relay_of(tcp_, m.tcp_shutdown().connection_id())) {
+                relay->agent_shutdown();
             }
             return;
         case A::kTcpClose:
-            if (auto it = tcp_.find(m.tcp_close().connection_id()); it != tcp_.end()) {
-                auto relay = it->second;
+            if (auto relay = relay_of(tcp_, m.tcp_close().connection_id())) {
                 relay->agent_close(m.tcp_close().error());
             }
             return;
@@ -710,13 +723,12 @@ void Proxy::on_push(v1::AgentMessage& m) {
             incoming_connection(m.incoming_connection());
             return;
         case A::kIncomingShutdown:
-            if (auto it = incoming_.find(m.incoming_shutdown().connection_id()); it != incoming_.end()) {
-                it->second->agent_shutdown();
+            if (auto relay = relay_of(incoming_, m.incoming_shutdown().connection_id())) {
+                relay->agent_shutdown();
             }
             return;
         case A::kIncomingClose:
-            if (auto it = incoming_.find(m.incoming_close().connection_id()); it != incoming_.end()) {
-                auto relay = it->second;
+            if (auto relay = relay_of(incoming_, m.incoming_close().connection_id())) {
                 relay->agent_close(m.incoming_close().error());
             }
             return;

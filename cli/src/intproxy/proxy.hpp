@@ -62,8 +62,11 @@ private:
     void update_idle();
 
     // outgoing
-    void connect_tcp(LayerSession& s, const v1::LayerMessage& m);
-    void connect_udp(LayerSession& s, const v1::LayerMessage& m);
+    void connect(LayerSession& s, const v1::LayerMessage& m);
+    void connect_tcp(std::weak_ptr<LayerSession> weak, uint64_t rid, const v1::SocketAddress& remote, bool v6);
+    void connect_udp(std::weak_ptr<LayerSession> weak, uint64_t rid, const v1::SocketAddress& remote, bool v6);
+    // Whether a reply for sp (once the agent answers) still has a live, greeted session to go to.
+    bool serving(const std::shared_ptr<LayerSession>& sp) const;
     void connection_close(LayerSession& s, uint64_t id);
 
     // incoming

@@ -19,6 +19,7 @@
 #include <cstring>
 
 extern "C" {
+#include <pb_decode.h>
 #include <pb_encode.h>
 
 #include "layer_stream.h"
@@ -374,6 +375,15 @@ int notify(mirrord_v1_LayerMessage& msg) noexcept {
     pthread_mutex_unlock(&g_ch.mu);
     errno = saved_errno;
     return result;
+}
+
+bool decode_bytes_into(pb_istream_t* stream, const pb_field_t*, void** arg) {
+    auto* b = static_cast<BytesSink*>(*arg);
+    size_t n = stream->bytes_left;
+    if (n > b->cap - b->got) return false;
+    if (!pb_read(stream, reinterpret_cast<pb_byte_t*>(b->p + b->got), n)) return false;
+    b->got += n;
+    return true;
 }
 
 }  // namespace mirrord::layer

@@ -58,6 +58,14 @@ void* resolve_real(const char* name) noexcept;
         return fn;                                                                         \
     }())
 
+// `name` resolved as REAL does, as a T; `fallback` when libc has no such name (the *64 aliases
+// and old-ABI names, which a libc may lack). Callers keep the result in a function-local static.
+template <typename T>
+T real_named(const char* name, T fallback = nullptr) noexcept {
+    auto fn = reinterpret_cast<T>(resolve_real(name));
+    return fn != nullptr ? fn : fallback;
+}
+
 // ---------------------------------------------------------------- guard
 
 // True once the layer is initialised and hooks are on for this process (not skipped).
@@ -93,6 +101,16 @@ const Settings& settings() noexcept;
 // when the intproxy answered Error; or a positive errno (EIO / ECONNRESET / ENOTCONN) when the
 // channel failed (the layer then stays up; later requests reconnect or fail the same way).
 int request(mirrord_v1_LayerMessage& msg, mirrord_v1_ProxyMessage& reply) noexcept;
+
+// A bytes field of a reply decoded into a caller's buffer: set the field's decode callback to
+// decode_bytes_into and its arg to a BytesSink. Several chunks append; more than `cap` in all
+// fails the decode.
+struct BytesSink {
+    char* p;
+    std::size_t cap;
+    std::size_t got = 0;
+};
+bool decode_bytes_into(pb_istream_t* stream, const pb_field_t* field, void** arg);
 
 // A message that has no reply (request_id 0): FileClose, DirClose, LayerConnectionClose...
 // Returns 0 or a positive errno; callers usually ignore failures.

@@ -114,6 +114,11 @@ int close_range_logic(unsigned int first, unsigned int last, int flags) {
 }
 
 int close_impl(int fd, int (*real)(int)) {
+    // An fd the layer does not track and that is not its connection: libc's close, whatever the
+    // scope would say (close_logic does the same for it).
+    if (fd_kind(fd) == FdKind::none && fd != channel_fd()) {
+        return real(fd);
+    }
     HookScope scope;
     if (!scope.active()) {
         return real(fd);

@@ -128,6 +128,17 @@ std::vector<char*> collect_args(const char* arg0, va_list ap) {
 
 }  // namespace
 
+// An exec* hook: libc's call as is when the hook must not act (`inactive`), else `call` with the
+// environment exec_with_env prepares from `envp`.
+template <typename Inactive, typename Call>
+int exec_hook(char* const* envp, Inactive inactive, Call call) {
+    HookScope scope;
+    if (!scope.active()) {
+        return inactive();
+    }
+    return exec_with_env(envp, call);
+}
+
 #pragma GCC visibility push(default)  // the hooks below are exported (layer.map)
 extern "C" {
 
@@ -156,43 +167,28 @@ pid_t vfork(void) {
 }
 
 int execve(const char* path, char* const argv[], char* const envp[]) {
-    HookScope scope;
-    if (!scope.active()) {
-        return REAL(execve)(path, argv, envp);
-    }
-    return exec_with_env(envp, [&](char* const* e) { return REAL(execve)(path, argv, e); });
+    return exec_hook(envp, [&] { return REAL(execve)(path, argv, envp); },
+                     [&](char* const* e) { return REAL(execve)(path, argv, e); });
 }
 
 int execv(const char* path, char* const argv[]) {
-    HookScope scope;
-    if (!scope.active()) {
-        return REAL(execv)(path, argv);
-    }
-    return exec_with_env(environ, [&](char* const* e) { return REAL(execve)(path, argv, e); });
+    return exec_hook(environ, [&] { return REAL(execv)(path, argv); },
+                     [&](char* const* e) { return REAL(execve)(path, argv, e); });
 }
 
 int execvpe(const char* file, char* const argv[], char* const envp[]) {
-    HookScope scope;
-    if (!scope.active()) {
-        return REAL(execvpe)(file, argv, envp);
-    }
-    return exec_with_env(envp, [&](char* const* e) { return REAL(execvpe)(file, argv, e); });
+    return exec_hook(envp, [&] { return REAL(execvpe)(file, argv, envp); },
+                     [&](char* const* e) { return REAL(execvpe)(file, argv, e); });
 }
 
 int execvp(const char* file, char* const argv[]) {
-    HookScope scope;
-    if (!scope.active()) {
-        return REAL(execvp)(file, argv);
-    }
-    return exec_with_env(environ, [&](char* const* e) { return REAL(execvpe)(file, argv, e); });
+    return exec_hook(environ, [&] { return REAL(execvp)(file, argv); },
+                     [&](char* const* e) { return REAL(execvpe)(file, argv, e); });
 }
 
 int fexecve(int fd, char* const argv[], char* const envp[]) {
-    HookScope scope;
-    if (!scope.active()) {
-        return REAL(fexecve)(fd, argv, envp);
-    }
-    return exec_with_env(envp, [&](char* const* e) { return REAL(fexecve)(fd, argv, e); });
+    return exec_hook(envp, [&] { return REAL(fexecve)(fd, argv, envp); },
+                     [&](char* const* e) { return REAL(fexecve)(fd, argv, e); });
 }
 
 int execl(const char* path, const char* arg, ...) {

@@ -223,9 +223,19 @@ int scandir_remote(const std::string& path, struct dirent*** list, Filter filter
     return static_cast<int>(n);
 }
 
-template <typename T>
-T named(const char* name) {
-    return reinterpret_cast<T>(resolve_real(name));
+// readdir_r/readdir64_r on a remote stream (struct dirent and dirent64 have one layout on
+// 64-bit Linux).
+template <typename Entry>
+int next_entry_r(DIR* dirp, Entry* entry, Entry** result) {
+    errno = 0;
+    dirent64* e = next_entry(reinterpret_cast<RemoteDir*>(dirp));
+    if (e == nullptr) {
+        *result = nullptr;
+        return errno;
+    }
+    std::memcpy(entry, e, e->d_reclen);
+    *result = entry;
+    return 0;
 }
 
 }  // namespace
@@ -347,40 +357,24 @@ struct dirent* readdir(DIR* dirp) {
 }
 
 struct dirent64* readdir64(DIR* dirp) {
-    static auto real = named<struct dirent64* (*)(DIR*)>("readdir64");
+    static auto real = real_named<struct dirent64* (*)(DIR*)>("readdir64");
     if (!is_remote_dir(dirp)) return real(dirp);
     HookScope scope;
     return next_entry(reinterpret_cast<RemoteDir*>(dirp));
 }
 
 int readdir_r(DIR* dirp, struct dirent* entry, struct dirent** result) {
-    static auto real = named<int (*)(DIR*, struct dirent*, struct dirent**)>("readdir_r");
+    static auto real = real_named<int (*)(DIR*, struct dirent*, struct dirent**)>("readdir_r");
     if (!is_remote_dir(dirp)) return real(dirp, entry, result);
     HookScope scope;
-    errno = 0;
-    dirent64* e = next_entry(reinterpret_cast<RemoteDir*>(dirp));
-    if (e == nullptr) {
-        *result = nullptr;
-        return errno;
-    }
-    std::memcpy(entry, e, e->d_reclen);
-    *result = entry;
-    return 0;
+    return next_entry_r(dirp, entry, result);
 }
 
 int readdir64_r(DIR* dirp, struct dirent64* entry, struct dirent64** result) {
-    static auto real = named<int (*)(DIR*, struct dirent64*, struct dirent64**)>("readdir64_r");
+    static auto real = real_named<int (*)(DIR*, struct dirent64*, struct dirent64**)>("readdir64_r");
     if (!is_remote_dir(dirp)) return real(dirp, entry, result);
     HookScope scope;
-    errno = 0;
-    dirent64* e = next_entry(reinterpret_cast<RemoteDir*>(dirp));
-    if (e == nullptr) {
-        *result = nullptr;
-        return errno;
-    }
-    std::memcpy(entry, e, e->d_reclen);
-    *result = entry;
-    return 0;
+    return next_entry_r(dirp, entry, result);
 }
 
 int closedir(DIR* dirp) {
@@ -427,7 +421,7 @@ int scandir(const char* path, struct dirent*** list, Filter filter, Compar compa
 
 int scandir64(const char* path, struct dirent64*** list, int (*filter)(const struct dirent64*),
               int (*compar)(const struct dirent64**, const struct dirent64**)) {
-    static auto real = named<int (*)(const char*, struct dirent64***, int (*)(const struct dirent64*),
+    static auto real = real_named<int (*)(const char*, struct dirent64***, int (*)(const struct dirent64*),
                                      int (*)(const struct dirent64**, const struct dirent64**))>("scandir64");
     HookScope scope;
     if (!scope.active() || !fs_enabled()) return real(path, list, filter, compar);

@@ -65,10 +65,16 @@ ssize_t do_writev(const RemoteObject& o, const iovec* iov, int cnt, bool at, off
     return total;
 }
 
-template <typename T>
-T named(const char* name, T fallback) {
-    auto fn = reinterpret_cast<T>(resolve_real(name));
-    return fn != nullptr ? fn : fallback;
+off_t do_seek(const RemoteObject& o, off_t off, int whence) {
+    int err = 0;
+    off_t r = remote_seek(o, off, whence, err);
+    if (r < 0) errno = err;
+    return r;
+}
+
+int do_ftruncate(const RemoteObject& o, off_t len) {
+    int rc = remote_ftruncate(o, len);
+    return rc == 0 ? 0 : fail(rc);
 }
 
 }  // namespace
@@ -93,7 +99,7 @@ ssize_t pread(int fd, void* buf, size_t n, off_t off) {
 }
 
 ssize_t pread64(int fd, void* buf, size_t n, off64_t off) {
-    static auto real = named("pread64", REAL(pread));
+    static auto real = real_named("pread64", REAL(pread));
     FAST_PASS(fd, real(fd, buf, n, off));
     return do_read(*o, buf, n, true, off);
 }
@@ -109,7 +115,7 @@ ssize_t preadv(int fd, const iovec* iov, int cnt, off_t off) {
 }
 
 ssize_t preadv64(int fd, const iovec* iov, int cnt, off64_t off) {
-    static auto real = named("preadv64", REAL(preadv));
+    static auto real = real_named("preadv64", REAL(preadv));
     FAST_PASS(fd, real(fd, iov, cnt, off));
     return do_readv(*o, iov, cnt, true, off);
 }
@@ -125,7 +131,7 @@ ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
 }
 
 ssize_t pwrite64(int fd, const void* buf, size_t n, off64_t off) {
-    static auto real = named("pwrite64", REAL(pwrite));
+    static auto real = real_named("pwrite64", REAL(pwrite));
     FAST_PASS(fd, real(fd, buf, n, off));
     return do_write(*o, buf, n, true, off);
 }
@@ -137,32 +143,24 @@ ssize_t writev(int fd, const iovec* iov, int cnt) {
 
 off_t lseek(int fd, off_t off, int whence) {
     FAST_PASS(fd, REAL(lseek)(fd, off, whence));
-    int err = 0;
-    off_t r = remote_seek(*o, off, whence, err);
-    if (r < 0) errno = err;
-    return r;
+    return do_seek(*o, off, whence);
 }
 
 off64_t lseek64(int fd, off64_t off, int whence) {
-    static auto real = named("lseek64", REAL(lseek));
+    static auto real = real_named("lseek64", REAL(lseek));
     FAST_PASS(fd, real(fd, off, whence));
-    int err = 0;
-    off_t r = remote_seek(*o, off, whence, err);
-    if (r < 0) errno = err;
-    return r;
+    return do_seek(*o, off, whence);
 }
 
 int ftruncate(int fd, off_t len) {
     FAST_PASS(fd, REAL(ftruncate)(fd, len));
-    int rc = remote_ftruncate(*o, len);
-    return rc == 0 ? 0 : fail(rc);
+    return do_ftruncate(*o, len);
 }
 
 int ftruncate64(int fd, off64_t len) {
-    static auto real = named("ftruncate64", REAL(ftruncate));
+    static auto real = real_named("ftruncate64", REAL(ftruncate));
     FAST_PASS(fd, real(fd, len));
-    int rc = remote_ftruncate(*o, len);
-    return rc == 0 ? 0 : fail(rc);
+    return do_ftruncate(*o, len);
 }
 
 int fsync(int fd) {
@@ -234,7 +232,7 @@ ssize_t sendfile(int out_fd, int in_fd, off_t* offset, size_t count) {
 }
 
 ssize_t sendfile64(int out_fd, int in_fd, off64_t* offset, size_t count) {
-    static auto real = named("sendfile64", REAL(sendfile));
+    static auto real = real_named("sendfile64", REAL(sendfile));
     if ((is_remote_file_fd(in_fd) || is_remote_file_fd(out_fd)) && layer_active()) {
         return sendfile_emulated(out_fd, in_fd, offset, count);
     }
@@ -247,7 +245,7 @@ ssize_t pwritev(int fd, const iovec* iov, int cnt, off_t off) {
 }
 
 ssize_t pwritev64(int fd, const iovec* iov, int cnt, off64_t off) {
-    static auto real = named("pwritev64", REAL(pwritev));
+    static auto real = real_named("pwritev64", REAL(pwritev));
     FAST_PASS(fd, real(fd, iov, cnt, off));
     return do_writev(*o, iov, cnt, true, off);
 }

@@ -9,7 +9,9 @@
 //   local for writes.
 // All matches are case-insensitive. User lists are regexes (searched, like Rust's is_match); the
 // built-in sets, which every local file of the app meets, are plain prefix/suffix/substring
-// checks on the same patterns mirrord uses, so a local path costs a few string compares.
+// checks on the same patterns mirrord uses, so a local path costs a few string compares; decide()
+// answers an absolute, already normal path that the built-in local set keeps local (and no user
+// pattern could claim) straight from the caller's string, with no copy.
 // Paths: relative ones are made absolute against the cwd (which the built-in local set keeps
 // local unless the cwd is "/"), or against a remote directory fd's path for *at() calls; a path
 // relative to a local directory fd stays local. feature.fs.mapping rewrites the path first.
@@ -21,6 +23,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "files/files.hpp"
 
@@ -44,75 +47,85 @@ Builtins& builtins() {
 }
 #define g_b builtins()
 
-bool iprefix(const std::string& s, const char* p, size_t n) { return s.size() >= n && strncasecmp(s.c_str(), p, n) == 0; }
-bool iprefix(const std::string& s, const std::string& p) { return iprefix(s, p.c_str(), p.size()); }
-// "^P(/|$)"
-bool idir(const std::string& s, const char* p) {
-    size_t n = std::strlen(p);
-    return iprefix(s, p, n) && (s.size() == n || s[n] == '/');
+// Paths are handled as string_views whose data() is NUL-terminated (a C string or a std::string).
+// Case-insensitive compares fold ASCII only (as strncasecmp in the C locale), inline, no call.
+constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + ('a' - 'A')) : c; }
+bool ieq(const char* a, const char* b, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+    }
+    return true;
 }
-bool idir(const std::string& s, const std::string& p) {
+bool iequals(std::string_view s, std::string_view p) { return s.size() == p.size() && ieq(s.data(), p.data(), p.size()); }
+bool iprefix(std::string_view s, std::string_view p) { return s.size() >= p.size() && ieq(s.data(), p.data(), p.size()); }
+// "^P(/|$)"
+bool idir(std::string_view s, std::string_view p) {
     return iprefix(s, p) && (s.size() == p.size() || s[p.size()] == '/');
 }
 // p is a proper ancestor directory of `of` ("/work" of "/work/app"); "/" is handled by the caller.
-bool is_ancestor(const std::string& p, const std::string& of) {
-    return p.size() > 1 && of.size() > p.size() + 1 && of[p.size()] == '/' && strncasecmp(of.c_str(), p.c_str(), p.size()) == 0;
+bool is_ancestor(std::string_view p, std::string_view of) {
+    return p.size() > 1 && of.size() > p.size() + 1 && of[p.size()] == '/' && ieq(of.data(), p.data(), p.size());
+}
+bool isuffix(std::string_view s, std::string_view suf) {
+    return s.size() >= suf.size() && ieq(s.data() + s.size() - suf.size(), suf.data(), suf.size());
 }
 // ".\.ext$": at least one char before the dot.
-bool isuffix_ext(const std::string& s, const char* ext) {
-    size_t n = std::strlen(ext);
-    return s.size() > n && strcasecmp(s.c_str() + s.size() - n, ext) == 0;
-}
-bool isuffix(const std::string& s, const char* suf) {
-    size_t n = std::strlen(suf);
-    return s.size() >= n && strcasecmp(s.c_str() + s.size() - n, suf) == 0;
-}
-bool icontains(const std::string& s, const char* needle) { return strcasestr(s.c_str(), needle) != nullptr; }
+bool isuffix_ext(std::string_view s, std::string_view ext) { return s.size() > ext.size() && isuffix(s, ext); }
+bool icontains(std::string_view s, const char* needle) { return strcasestr(s.data(), needle) != nullptr; }
 
-bool builtin_not_found(const std::string& p) {
-    if (g_b.home.empty() || !iprefix(p, g_b.home) || p.size() <= g_b.home.size() || p[g_b.home.size()] != '/') {
-        return false;
+using namespace std::string_view_literals;
+
+bool builtin_not_found(std::string_view p) {
+    const Builtins& b = g_b;
+    const std::string& home = b.home;
+    if (home.empty() || p.size() <= home.size() || p[home.size()] != '/' || !iprefix(p, home)) return false;
+    std::string_view rest = p.substr(home.size() + 1);
+    return iprefix(rest, ".config/gcloud"sv) || iprefix(rest, ".kube"sv) || iprefix(rest, ".azure"sv);
+}
+
+bool builtin_remote_ro(std::string_view p) {
+    return iequals(p, "/etc/resolv.conf"sv) || iequals(p, "/etc/hosts"sv) || iequals(p, "/etc/hostname"sv);
+}
+
+bool builtin_local(std::string_view p) {
+    const Builtins& b = g_b;
+    // Same set as mirrord's; the directory prefixes (most local paths) are tested first, each only
+    // when its first letter after the '/' matches.
+    static constexpr std::string_view kDirs[] = {
+        "/proc"sv, "/sys"sv, "/lib"sv, "/etc"sv, "/usr"sv, "/home"sv, "/bin"sv, "/sbin"sv, "/dev"sv, "/opt"sv,
+        "/tmp"sv, "/var/tmp"sv, "/var/db/timezone/zoneinfo"sv, "/snap"sv, "/run"sv, "/selinux"sv, "/nix"sv};
+    if (p.size() >= 2) {
+        char c1 = ascii_lower(p[1]);
+        for (std::string_view d : kDirs) {
+            if (d[1] == c1 && idir(p, d)) return true;
+        }
     }
-    const char* rest = p.c_str() + g_b.home.size() + 1;
-    return strncasecmp(rest, ".config/gcloud", 14) == 0 || strncasecmp(rest, ".kube", 5) == 0 ||
-           strncasecmp(rest, ".azure", 6) == 0;
-}
-
-bool builtin_remote_ro(const std::string& p) {
-    return strcasecmp(p.c_str(), "/etc/resolv.conf") == 0 || strcasecmp(p.c_str(), "/etc/hosts") == 0 ||
-           strcasecmp(p.c_str(), "/etc/hostname") == 0;
-}
-
-bool builtin_local(const std::string& p) {
-    // Same set as mirrord's; the directory prefixes (most local paths) are tested first.
-    static const char* const kDirs[] = {"/proc", "/sys", "/lib", "/etc", "/usr", "/home", "/bin", "/sbin",
-                                        "/dev", "/opt", "/tmp", "/var/tmp", "/var/db/timezone/zoneinfo",
-                                        "/snap", "/run", "/selinux", "/nix"};
-    for (const char* d : kDirs) {
-        if (idir(p, d)) return true;
-    }
-    static const char* const kExt[] = {".so", ".d", ".pyc", ".py", ".jar", ".class", ".js", ".pth", ".plist"};
-    for (const char* e : kExt) {
+    static constexpr std::string_view kExt[] = {".so"sv, ".d"sv, ".pyc"sv, ".py"sv, ".jar"sv, ".class"sv,
+                                                ".js"sv, ".pth"sv, ".plist"sv};
+    for (std::string_view e : kExt) {
         if (isuffix_ext(p, e)) return true;
     }
-    if (p == "/") return true;
-    if (isuffix(p, "venv.cfg") || isuffix(p, ".pdb") || isuffix(p, ".dll") || isuffix(p, "/jvm.cfg") ||
-        strcasecmp(p.c_str(), "jvm.cfg") == 0 || isuffix(p, "/package.json") || isuffix(p, "/.yarnrc") ||
-        isuffix(p, "/.yarnrc.yml") || isuffix(p, "/.yarnrc.json") || isuffix(p, "/.tool-versions")) {
-        return true;
+    if (p == "/"sv) return true;
+    static constexpr std::string_view kSuffixes[] = {"venv.cfg"sv, ".pdb"sv, ".dll"sv, "/jvm.cfg"sv,
+                                                     "/package.json"sv, "/.yarnrc"sv, "/.yarnrc.yml"sv,
+                                                     "/.yarnrc.json"sv, "/.tool-versions"sv};
+    for (std::string_view suf : kSuffixes) {
+        if (isuffix(p, suf)) return true;
     }
-    if (icontains(p, "/node_modules") || iprefix(p, "/Program Files", 14)) return true;
-    if (const char* a = strcasestr(p.c_str(), ".asdf/"); a != nullptr && a > p.c_str() && a[6] != '\0') return true;
-    if (const char* c = strcasestr(p.c_str(), "clr-"); c != nullptr && strcasestr(c + 4, "-pipe-") != nullptr) return true;
-    if (!g_b.tmp.empty() && iprefix(p, g_b.tmp)) return true;
-    if (!g_b.cwd.empty() && idir(p, g_b.cwd)) return true;
+    if (iequals(p, "jvm.cfg"sv)) return true;
+    if (icontains(p, "/node_modules") || iprefix(p, "/Program Files"sv)) return true;
+    if (const char* a = strcasestr(p.data(), ".asdf/"); a != nullptr && a > p.data() && a[6] != '\0') return true;
+    if (const char* c = strcasestr(p.data(), "clr-"); c != nullptr && strcasestr(c + 4, "-pipe-") != nullptr) return true;
+    if (!b.tmp.empty() && iprefix(p, b.tmp)) return true;
+    if (!b.cwd.empty() && idir(p, b.cwd)) return true;
     // Ancestors of the cwd and of the executable stay local too: runtimes walk them (node's
     // realpathSync lstat()s /work, /work/app, ... before it loads a script from the cwd), and a
     // project directory is a local thing. (mirrord never sees node's raw statx, so it has no rule.)
-    if (is_ancestor(p, g_b.cwd) || is_ancestor(p, g_b.exe)) return true;
-    if (!g_b.exe.empty() && isuffix(p, g_b.exe.c_str())) return true;
-    if (!g_b.home.empty() && iprefix(p, g_b.home) && p.size() > g_b.home.size() + 1 &&
-        p[g_b.home.size()] == '/' && p[g_b.home.size() + 1] == '.') {
+    if (is_ancestor(p, b.cwd) || is_ancestor(p, b.exe)) return true;
+    if (!b.exe.empty() && isuffix(p, b.exe)) return true;
+    const std::string& home = b.home;
+    if (!home.empty() && p.size() > home.size() + 1 && p[home.size()] == '/' && p[home.size() + 1] == '.' &&
+        iprefix(p, home)) {
         return true;
     }
     return false;
@@ -129,6 +142,51 @@ bool any_match(const std::vector<Pattern>& list, const std::string& p) {
         if (pattern_match(pat, p)) return true;
     }
     return false;
+}
+
+// False only when the pattern surely does not match `p`: it has a literal prefix `p` lacks.
+bool may_match(const Pattern& pat, std::string_view p) {
+    return pat.literal_prefix.empty() || iprefix(p, pat.literal_prefix);
+}
+bool any_may_match(const std::vector<Pattern>& list, std::string_view p) {
+    for (const auto& pat : list) {
+        if (may_match(pat, p)) return true;
+    }
+    return false;
+}
+
+// An absolute path normalize() leaves as it is: no "//", no "." or ".." component, no trailing '/'.
+bool is_normal_absolute(std::string_view p) {
+    if (p.empty() || p[0] != '/') return false;
+    if (p.size() == 1) return true;
+    if (p.back() == '/') return false;
+    for (size_t i = 0; i < p.size(); ++i) {
+        if (p[i] != '/') continue;
+        // p[i] starts a component: it may not be empty, "." or "..".
+        size_t k = i + 1;
+        if (k == p.size() || p[k] == '/') return false;
+        if (p[k] == '.') {
+            if (k + 1 == p.size() || p[k + 1] == '/') return false;
+            if (p[k + 1] == '.' && (k + 2 == p.size() || p[k + 2] == '/')) return false;
+        }
+    }
+    return true;
+}
+
+// The common case with no allocation: an absolute, already normal path that no user list can
+// send elsewhere (a mapping, not_found, read_write or read_only pattern whose literal prefix the
+// path has, or with no literal prefix, sends it to the full decision), which the built-in local set
+// keeps local and the built-in not-found / remote read-only sets do not claim. What the user
+// `local` list says does not matter here: it would answer "local" too.
+bool fast_local_absolute(const Settings& s, std::string_view p) {
+    if (!is_normal_absolute(p)) return false;
+    for (const auto& m : s.fs_mapping) {
+        if (may_match(m.first, p)) return false;
+    }
+    if (any_may_match(s.fs_not_found, p) || any_may_match(s.fs_read_write, p) || any_may_match(s.fs_read_only, p)) {
+        return false;
+    }
+    return !builtin_not_found(p) && !builtin_remote_ro(p) && builtin_local(p);
 }
 
 std::string trim_slash(std::string s) {
@@ -206,14 +264,14 @@ bool absolute_path(int dirfd, const char* path, std::string& out) {
 Route route_absolute(const std::string& abs_in, bool write, std::string& remote_path) {
     const Settings& s = settings();
     if (s.fs_mode == FsMode::local) return Route::local;
-    std::string abs = abs_in;
+    remote_path = abs_in;
     for (const auto& [pat, repl] : s.fs_mapping) {
-        if (pattern_match(pat, abs)) {
-            abs = std::regex_replace(abs, pat.re, repl, std::regex_constants::format_first_only);
+        if (pattern_match(pat, abs_in)) {
+            remote_path = std::regex_replace(abs_in, pat.re, repl, std::regex_constants::format_first_only);
             break;
         }
     }
-    remote_path = abs;
+    const std::string& abs = remote_path;
     if (!s.fs_not_found.empty() && any_match(s.fs_not_found, abs)) return Route::not_found;
     if (!s.fs_read_write.empty() && any_match(s.fs_read_write, abs)) return Route::remote;
     if (!s.fs_read_only.empty() && any_match(s.fs_read_only, abs)) return write ? Route::local : Route::remote;
@@ -252,6 +310,7 @@ void cwd_changed() noexcept {
 
 Route decide(int dirfd, const char* path, bool write, std::string& remote_path) {
     if (path == nullptr || path[0] == '\0') return Route::local;
+    if (path[0] == '/' && fast_local_absolute(settings(), std::string_view(path))) return Route::local;
     if (path[0] != '/' && dirfd == AT_FDCWD && !g_b.cwd.empty() && g_cwd_is_init.load(std::memory_order_relaxed)) {
         // Fast path: under the start-up cwd, which the built-in local set keeps local, unless a
         // user list or a mapping could say otherwise.

@@ -86,25 +86,10 @@ bool route_whole(pb_istream_t*, const pb_field_t* field, void** arg) {
     return true;
 }
 
-struct Buffer {
-    char* p;
-    size_t cap;
-    size_t got = 0;
-};
-
-bool data_to_buffer(pb_istream_t* stream, const pb_field_t*, void** arg) {
-    auto* b = static_cast<Buffer*>(*arg);
-    size_t n = stream->bytes_left;
-    if (n > b->cap - b->got) return false;
-    if (!pb_read(stream, reinterpret_cast<pb_byte_t*>(b->p + b->got), n)) return false;
-    b->got += n;
-    return true;
-}
-
 bool route_data(pb_istream_t*, const pb_field_t* field, void** arg) {
     if (field->tag == mirrord_v1_ProxyMessage_file_data_tag) {
         auto* d = static_cast<mirrord_v1_FileData*>(field->pData);
-        d->data.funcs.decode = &data_to_buffer;
+        d->data.funcs.decode = &decode_bytes_into;
         d->data.arg = *arg;
     }
     return true;
@@ -125,6 +110,13 @@ int as_errno(int rc) { return rc > 0 ? rc : EIO; }
 
 // A request's errno as the app should see it: a lost channel is EIO.
 int app_errno(int rc) { return rc == ECONNRESET || rc == ENOTCONN ? EIO : as_errno(rc); }
+
+// request() whose reply must be the body `tag`: 0, or the errno for the app (EIO for another body).
+int request_for(mirrord_v1_LayerMessage& msg, mirrord_v1_ProxyMessage& reply, pb_size_t tag) {
+    int rc = request(msg, reply);
+    if (rc != 0) return app_errno(rc);
+    return reply.which_body == tag ? 0 : EIO;
+}
 
 // The placeholder fd for a remote object (an empty memfd), with the app's O_CLOEXEC.
 int placeholder(int flags) { return make_memfd((flags & O_CLOEXEC) != 0, false); }
@@ -155,9 +147,7 @@ int open_remote_fd(const std::string& path, int flags, mode_t mode, int& fd) {
     msg.body.file_open.flags = flags & ~O_CLOEXEC;
     msg.body.file_open.mode = mode;
     mirrord_v1_ProxyMessage reply = mirrord_v1_ProxyMessage_init_zero;
-    int rc = request(msg, reply);
-    if (rc != 0) return app_errno(rc);
-    if (reply.which_body != mirrord_v1_ProxyMessage_file_opened_tag) return EIO;
+    if (int rc = request_for(msg, reply, mirrord_v1_ProxyMessage_file_opened_tag); rc != 0) return rc;
     std::uint64_t rfd = reply.body.file_opened.fd;
     if (reply.body.file_opened.has_stat && S_ISDIR(reply.body.file_opened.stat.mode)) {
         remote_close_file(rfd);
@@ -255,9 +245,7 @@ int remote_stat(const std::string& path, std::uint64_t remote_fd, bool follow, m
     msg.body.file_stat.fd = remote_fd;
     msg.body.file_stat.follow_symlinks = follow;
     mirrord_v1_ProxyMessage reply = mirrord_v1_ProxyMessage_init_zero;
-    int rc = request(msg, reply);
-    if (rc != 0) return app_errno(rc);
-    if (reply.which_body != mirrord_v1_ProxyMessage_file_stat_tag) return EIO;
+    if (int rc = request_for(msg, reply, mirrord_v1_ProxyMessage_file_stat_tag); rc != 0) return rc;
     out = reply.body.file_stat;
     return 0;
 }
@@ -268,9 +256,7 @@ int remote_statfs(const std::string& path, std::uint64_t remote_fd, mirrord_v1_F
     if (remote_fd == 0 && !copy_path(msg.body.fs_stat.path, sizeof msg.body.fs_stat.path, path)) return ENAMETOOLONG;
     msg.body.fs_stat.fd = remote_fd;
     mirrord_v1_ProxyMessage reply = mirrord_v1_ProxyMessage_init_zero;
-    int rc = request(msg, reply);
-    if (rc != 0) return app_errno(rc);
-    if (reply.which_body != mirrord_v1_ProxyMessage_fs_stat_tag) return EIO;
+    if (int rc = request_for(msg, reply, mirrord_v1_ProxyMessage_fs_stat_tag); rc != 0) return rc;
     out = reply.body.fs_stat;
     return 0;
 }
@@ -288,9 +274,7 @@ int remote_readlink(const std::string& path, std::string& out) {
     msg.which_body = mirrord_v1_LayerMessage_read_link_tag;
     if (!copy_path(msg.body.read_link.path, sizeof msg.body.read_link.path, path)) return ENAMETOOLONG;
     mirrord_v1_ProxyMessage reply = mirrord_v1_ProxyMessage_init_zero;
-    int rc = request(msg, reply);
-    if (rc != 0) return app_errno(rc);
-    if (reply.which_body != mirrord_v1_ProxyMessage_link_target_tag) return EIO;
+    if (int rc = request_for(msg, reply, mirrord_v1_ProxyMessage_link_target_tag); rc != 0) return rc;
     out = reply.body.link_target.target;
     return 0;
 }
@@ -322,7 +306,7 @@ ssize_t remote_read(const RemoteObject& o, void* buf, size_t n, bool at, off_t o
         msg.body.file_read.fd = o.remote_fd;
         msg.body.file_read.size = want;
     }
-    Buffer b{static_cast<char*>(buf), want};
+    BytesSink b{static_cast<char*>(buf), want};
     mirrord_v1_ProxyMessage reply = mirrord_v1_ProxyMessage_init_zero;
     reply.cb_body.funcs.decode = &route_data;
     reply.cb_body.arg = &b;
@@ -351,15 +335,7 @@ ssize_t remote_write(const RemoteObject& o, const void* buf, size_t n, bool at, 
         msg.body.file_write.data.arg = &bytes;
     }
     mirrord_v1_ProxyMessage reply = mirrord_v1_ProxyMessage_init_zero;
-    int rc = request(msg, reply);
-    if (rc != 0) {
-        err = app_errno(rc);
-        return -1;
-    }
-    if (reply.which_body != mirrord_v1_ProxyMessage_file_written_tag) {
-        err = EIO;
-        return -1;
-    }
+    if ((err = request_for(msg, reply, mirrord_v1_ProxyMessage_file_written_tag)) != 0) return -1;
     return static_cast<ssize_t>(reply.body.file_written.written);
 }
 
@@ -370,15 +346,7 @@ off_t remote_seek(const RemoteObject& o, off_t off, int whence, int& err) {
     msg.body.file_seek.offset = off;
     msg.body.file_seek.whence = whence;
     mirrord_v1_ProxyMessage reply = mirrord_v1_ProxyMessage_init_zero;
-    int rc = request(msg, reply);
-    if (rc != 0) {
-        err = app_errno(rc);
-        return -1;
-    }
-    if (reply.which_body != mirrord_v1_ProxyMessage_file_offset_tag) {
-        err = EIO;
-        return -1;
-    }
+    if ((err = request_for(msg, reply, mirrord_v1_ProxyMessage_file_offset_tag)) != 0) return -1;
     return static_cast<off_t>(reply.body.file_offset.offset);
 }
 

@@ -81,9 +81,21 @@ int fstatat_remote(int dirfd, const char* path, int flags, mirrord_v1_FileStat& 
     return path_stat(dirfd, path, (flags & AT_SYMLINK_NOFOLLOW) == 0, fs);
 }
 
-template <typename T>
-T named(const char* name) {
-    return reinterpret_cast<T>(resolve_real(name));
+// The three shapes of stat hook: by path (follow = stat, !follow = lstat), by fd (one of ours or
+// libc's, decided by the fd kind before any scope), and fstatat-like. `local` is libc's call.
+template <typename Local>
+int path_stat_hook(const char* path, bool follow, struct stat* st, Local local) {
+    return stat_body(st, local, [&](mirrord_v1_FileStat& fs) { return path_stat(AT_FDCWD, path, follow, fs); });
+}
+template <typename Local>
+int fd_stat_hook(int fd, struct stat* st, Local local) {
+    if (fd_kind(fd) == FdKind::none) return local();
+    return stat_body(st, local, [&](mirrord_v1_FileStat& fs) { return fd_stat(fd, fs); });
+}
+template <typename Local>
+int fstatat_hook(int dirfd, const char* path, int flags, struct stat* st, Local local) {
+    return stat_body(st, local,
+                     [&](mirrord_v1_FileStat& fs) { return fs_enabled() ? fstatat_remote(dirfd, path, flags, fs) : 1; });
 }
 
 using XstatFn = int (*)(int, const char*, struct stat*);
@@ -197,52 +209,43 @@ int statx_for_syscall(int dirfd, const char* path, int flags, unsigned mask, str
 extern "C" {
 
 int stat(const char* path, struct stat* st) {
-    return stat_body(st, [&] { return REAL(stat)(path, st); },
-                     [&](mirrord_v1_FileStat& fs) { return path_stat(AT_FDCWD, path, true, fs); });
+    return path_stat_hook(path, true, st, [&] { return REAL(stat)(path, st); });
 }
 
 int stat64(const char* path, struct stat64* st) {
-    static auto real = named<StatFn>("stat64");
+    static auto real = real_named<StatFn>("stat64", REAL(stat));
     auto* s = reinterpret_cast<struct stat*>(st);
-    return stat_body(s, [&] { return (real ? real : REAL(stat))(path, s); },
-                     [&](mirrord_v1_FileStat& fs) { return path_stat(AT_FDCWD, path, true, fs); });
+    return path_stat_hook(path, true, s, [&] { return real(path, s); });
 }
 
 int lstat(const char* path, struct stat* st) {
-    return stat_body(st, [&] { return REAL(lstat)(path, st); },
-                     [&](mirrord_v1_FileStat& fs) { return path_stat(AT_FDCWD, path, false, fs); });
+    return path_stat_hook(path, false, st, [&] { return REAL(lstat)(path, st); });
 }
 
 int lstat64(const char* path, struct stat64* st) {
-    static auto real = named<StatFn>("lstat64");
+    static auto real = real_named<StatFn>("lstat64", REAL(lstat));
     auto* s = reinterpret_cast<struct stat*>(st);
-    return stat_body(s, [&] { return (real ? real : REAL(lstat))(path, s); },
-                     [&](mirrord_v1_FileStat& fs) { return path_stat(AT_FDCWD, path, false, fs); });
+    return path_stat_hook(path, false, s, [&] { return real(path, s); });
 }
 
 int fstat(int fd, struct stat* st) {
-    if (fd_kind(fd) == FdKind::none) return REAL(fstat)(fd, st);
-    return stat_body(st, [&] { return REAL(fstat)(fd, st); }, [&](mirrord_v1_FileStat& fs) { return fd_stat(fd, fs); });
+    return fd_stat_hook(fd, st, [&] { return REAL(fstat)(fd, st); });
 }
 
 int fstat64(int fd, struct stat64* st) {
-    static auto real = named<FstatFn>("fstat64");
+    static auto real = real_named<FstatFn>("fstat64", REAL(fstat));
     auto* s = reinterpret_cast<struct stat*>(st);
-    if (fd_kind(fd) == FdKind::none) return (real ? real : REAL(fstat))(fd, s);
-    return stat_body(s, [&] { return (real ? real : REAL(fstat))(fd, s); },
-                     [&](mirrord_v1_FileStat& fs) { return fd_stat(fd, fs); });
+    return fd_stat_hook(fd, s, [&] { return real(fd, s); });
 }
 
 int fstatat(int dirfd, const char* path, struct stat* st, int flags) {
-    return stat_body(st, [&] { return REAL(fstatat)(dirfd, path, st, flags); },
-                     [&](mirrord_v1_FileStat& fs) { return fs_enabled() ? fstatat_remote(dirfd, path, flags, fs) : 1; });
+    return fstatat_hook(dirfd, path, flags, st, [&] { return REAL(fstatat)(dirfd, path, st, flags); });
 }
 
 int fstatat64(int dirfd, const char* path, struct stat64* st, int flags) {
-    static auto real = named<FstatatFn>("fstatat64");
+    static auto real = real_named<FstatatFn>("fstatat64", REAL(fstatat));
     auto* s = reinterpret_cast<struct stat*>(st);
-    return stat_body(s, [&] { return (real ? real : REAL(fstatat))(dirfd, path, s, flags); },
-                     [&](mirrord_v1_FileStat& fs) { return fs_enabled() ? fstatat_remote(dirfd, path, flags, fs) : 1; });
+    return fstatat_hook(dirfd, path, flags, s, [&] { return real(dirfd, path, s, flags); });
 }
 
 int statx(int dirfd, const char* path, int flags, unsigned int mask, struct statx* out) {
@@ -252,55 +255,47 @@ int statx(int dirfd, const char* path, int flags, unsigned int mask, struct stat
 }
 
 int __xstat(int ver, const char* path, struct stat* st) {
-    static auto real = named<XstatFn>("__xstat");
-    return stat_body(st, [&] { return real(ver, path, st); },
-                     [&](mirrord_v1_FileStat& fs) { return path_stat(AT_FDCWD, path, true, fs); });
+    static auto real = real_named<XstatFn>("__xstat");
+    return path_stat_hook(path, true, st, [&] { return real(ver, path, st); });
 }
 
 int __xstat64(int ver, const char* path, struct stat64* st) {
-    static auto real = named<XstatFn>("__xstat64");
+    static auto real = real_named<XstatFn>("__xstat64");
     auto* s = reinterpret_cast<struct stat*>(st);
-    return stat_body(s, [&] { return real(ver, path, s); },
-                     [&](mirrord_v1_FileStat& fs) { return path_stat(AT_FDCWD, path, true, fs); });
+    return path_stat_hook(path, true, s, [&] { return real(ver, path, s); });
 }
 
 int __lxstat(int ver, const char* path, struct stat* st) {
-    static auto real = named<XstatFn>("__lxstat");
-    return stat_body(st, [&] { return real(ver, path, st); },
-                     [&](mirrord_v1_FileStat& fs) { return path_stat(AT_FDCWD, path, false, fs); });
+    static auto real = real_named<XstatFn>("__lxstat");
+    return path_stat_hook(path, false, st, [&] { return real(ver, path, st); });
 }
 
 int __lxstat64(int ver, const char* path, struct stat64* st) {
-    static auto real = named<XstatFn>("__lxstat64");
+    static auto real = real_named<XstatFn>("__lxstat64");
     auto* s = reinterpret_cast<struct stat*>(st);
-    return stat_body(s, [&] { return real(ver, path, s); },
-                     [&](mirrord_v1_FileStat& fs) { return path_stat(AT_FDCWD, path, false, fs); });
+    return path_stat_hook(path, false, s, [&] { return real(ver, path, s); });
 }
 
 int __fxstat(int ver, int fd, struct stat* st) {
-    static auto real = named<FxstatFn>("__fxstat");
-    if (fd_kind(fd) == FdKind::none) return real(ver, fd, st);
-    return stat_body(st, [&] { return real(ver, fd, st); }, [&](mirrord_v1_FileStat& fs) { return fd_stat(fd, fs); });
+    static auto real = real_named<FxstatFn>("__fxstat");
+    return fd_stat_hook(fd, st, [&] { return real(ver, fd, st); });
 }
 
 int __fxstat64(int ver, int fd, struct stat64* st) {
-    static auto real = named<FxstatFn>("__fxstat64");
+    static auto real = real_named<FxstatFn>("__fxstat64");
     auto* s = reinterpret_cast<struct stat*>(st);
-    if (fd_kind(fd) == FdKind::none) return real(ver, fd, s);
-    return stat_body(s, [&] { return real(ver, fd, s); }, [&](mirrord_v1_FileStat& fs) { return fd_stat(fd, fs); });
+    return fd_stat_hook(fd, s, [&] { return real(ver, fd, s); });
 }
 
 int __fxstatat(int ver, int dirfd, const char* path, struct stat* st, int flags) {
-    static auto real = named<FxstatatFn>("__fxstatat");
-    return stat_body(st, [&] { return real(ver, dirfd, path, st, flags); },
-                     [&](mirrord_v1_FileStat& fs) { return fs_enabled() ? fstatat_remote(dirfd, path, flags, fs) : 1; });
+    static auto real = real_named<FxstatatFn>("__fxstatat");
+    return fstatat_hook(dirfd, path, flags, st, [&] { return real(ver, dirfd, path, st, flags); });
 }
 
 int __fxstatat64(int ver, int dirfd, const char* path, struct stat64* st, int flags) {
-    static auto real = named<FxstatatFn>("__fxstatat64");
+    static auto real = real_named<FxstatatFn>("__fxstatat64");
     auto* s = reinterpret_cast<struct stat*>(st);
-    return stat_body(s, [&] { return real(ver, dirfd, path, s, flags); },
-                     [&](mirrord_v1_FileStat& fs) { return fs_enabled() ? fstatat_remote(dirfd, path, flags, fs) : 1; });
+    return fstatat_hook(dirfd, path, flags, s, [&] { return real(ver, dirfd, path, s, flags); });
 }
 
 int statfs(const char* path, struct statfs* out) {
@@ -308,9 +303,9 @@ int statfs(const char* path, struct statfs* out) {
 }
 
 int statfs64(const char* path, struct statfs64* out) {
-    static auto real = named<int (*)(const char*, struct statfs*)>("statfs64");
+    static auto real = real_named("statfs64", REAL(statfs));
     auto* s = reinterpret_cast<struct statfs*>(out);
-    return statfs_body(path, -1, s, [&] { return (real ? real : REAL(statfs))(path, s); });
+    return statfs_body(path, -1, s, [&] { return real(path, s); });
 }
 
 int fstatfs(int fd, struct statfs* out) {
@@ -319,10 +314,10 @@ int fstatfs(int fd, struct statfs* out) {
 }
 
 int fstatfs64(int fd, struct statfs64* out) {
-    static auto real = named<int (*)(int, struct statfs*)>("fstatfs64");
+    static auto real = real_named("fstatfs64", REAL(fstatfs));
     auto* s = reinterpret_cast<struct statfs*>(out);
-    if (fd_kind(fd) == FdKind::none) return (real ? real : REAL(fstatfs))(fd, s);
-    return statfs_body(nullptr, fd, s, [&] { return (real ? real : REAL(fstatfs))(fd, s); });
+    if (fd_kind(fd) == FdKind::none) return real(fd, s);
+    return statfs_body(nullptr, fd, s, [&] { return real(fd, s); });
 }
 
 int access(const char* path, int mode) {

@@ -25,25 +25,10 @@ struct Cache {
 Cache g_cache;
 pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-struct Sink {
-    char* buf;
-    size_t cap;
-    size_t got;
-};
-
-bool read_data(pb_istream_t* stream, const pb_field_t*, void** arg) {
-    auto* s = static_cast<Sink*>(*arg);
-    size_t n = stream->bytes_left;
-    if (n > s->cap - s->got) return false;
-    if (!pb_read(stream, reinterpret_cast<pb_byte_t*>(s->buf + s->got), n)) return false;
-    s->got += n;
-    return true;
-}
-
 bool route_body(pb_istream_t*, const pb_field_t* field, void** arg) {
     if (field->tag == mirrord_v1_ProxyMessage_file_whole_tag) {
         auto* w = static_cast<mirrord_v1_FileWhole*>(field->pData);
-        w->data.funcs.decode = &read_data;
+        w->data.funcs.decode = &decode_bytes_into;
         w->data.arg = *arg;
     }
     return true;
@@ -55,7 +40,7 @@ void fetch() {
     msg.which_body = mirrord_v1_LayerMessage_file_read_whole_tag;
     std::strcpy(msg.body.file_read_whole.path, "/etc/hostname");
     msg.body.file_read_whole.max_size = kMax;
-    Sink sink{g_cache.name, kMax, 0};
+    BytesSink sink{g_cache.name, kMax};
     reply.cb_body.funcs.decode = &route_body;
     reply.cb_body.arg = &sink;
     if (request(msg, reply) != 0 || reply.which_body != mirrord_v1_ProxyMessage_file_whole_tag ||

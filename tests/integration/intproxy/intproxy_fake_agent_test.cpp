@@ -187,6 +187,44 @@ v1::AgentMessage incoming(uint64_t id, uint32_t port, v1::IncomingMode mode) {
     return m;
 }
 
+v1::AgentMessage incoming_data(uint64_t id, const std::string& data) {
+    v1::AgentMessage m;
+    m.mutable_incoming_data()->set_connection_id(id);
+    m.mutable_incoming_data()->set_data(data);
+    return m;
+}
+
+// The layer listens on remote `port` for its app at `listener` (mode unset if UNSPECIFIED); the
+// fake agent sees a Subscribe in `expected` mode and grants it; the layer is told.
+void subscribe(FakeSetup& s, LayerClient& layer, uint32_t port, const v1::SocketAddress& listener,
+               v1::IncomingMode mode, v1::IncomingMode expected) {
+    uint64_t rid = layer.send_request(listen_msg(port, listener, mode));
+    auto sub = s.agent.next();
+    REQUIRE(sub.has_subscribe());
+    CHECK(sub.subscribe().port() == port);
+    CHECK(sub.subscribe().mode() == expected);
+    v1::AgentMessage ok;
+    ok.set_request_id(sub.request_id());
+    ok.mutable_subscribed()->set_port(port);
+    s.agent.send(ok);
+    REQUIRE(layer.wait_reply(rid).has_subscribed());
+}
+
+// The layer connects to `remote`; the fake agent answers TcpConnected as connection `id`.
+// Returns the layer's request id (its Connected reply is left to wait_reply).
+uint64_t connect_remote(FakeSetup& s, LayerClient& layer, const v1::SocketAddress& remote, uint64_t id) {
+    uint64_t rid = layer.send_request(connect_msg(remote));
+    auto tc = s.agent.next();
+    REQUIRE(tc.has_tcp_connect());
+    v1::AgentMessage connected;
+    connected.set_request_id(tc.request_id());
+    connected.mutable_tcp_connected()->set_connection_id(id);
+    *connected.mutable_tcp_connected()->mutable_local() = ip_port("10.250.0.10", 40000);
+    *connected.mutable_tcp_connected()->mutable_remote() = remote;
+    s.agent.send(connected);
+    return rid;
+}
+
 }  // namespace
 
 TEST_CASE("fake agent: the intproxy introduces itself with the token") {
@@ -201,20 +239,8 @@ TEST_CASE("fake agent: steal — subscribe, connection to the app's listener, me
     LayerClient layer(s.proxy.port);
     layer.hello();
 
-    v1::LayerMessage l;
-    l.mutable_listen()->set_port(80);
-    *l.mutable_listen()->mutable_listener() = ip_port("0.0.0.0", app.port);  // reached on loopback
-    l.mutable_listen()->set_mode(v1::INCOMING_MODE_STEAL);
-    uint64_t rid = layer.send_request(l);
-    auto sub = s.agent.next();
-    REQUIRE(sub.has_subscribe());
-    CHECK(sub.subscribe().port() == 80);
-    CHECK(sub.subscribe().mode() == v1::INCOMING_MODE_STEAL);
-    v1::AgentMessage ok;
-    ok.set_request_id(sub.request_id());
-    ok.mutable_subscribed()->set_port(80);
-    s.agent.send(ok);
-    CHECK(layer.wait_reply(rid).has_subscribed());
+    // The app listens on 0.0.0.0: it is reached on loopback.
+    subscribe(s, layer, 80, ip_port("0.0.0.0", app.port), v1::INCOMING_MODE_STEAL, v1::INCOMING_MODE_STEAL);
 
     s.agent.send(incoming(42, 80, v1::INCOMING_MODE_STEAL));
     v1::SocketAddress peer;
@@ -228,10 +254,7 @@ TEST_CASE("fake agent: steal — subscribe, connection to the app's listener, me
     CHECK(md.connection_metadata().remote().port() == 5555);
     CHECK(ip_text(md.connection_metadata().local()) == "10.250.0.10");
 
-    v1::AgentMessage data;
-    data.mutable_incoming_data()->set_connection_id(42);
-    data.mutable_incoming_data()->set_data("GET / HTTP/1.1\r\n\r\n");
-    s.agent.send(data);
+    s.agent.send(incoming_data(42, "GET / HTTP/1.1\r\n\r\n"));
     CHECK(read_exactly(conn, 18) == "GET / HTTP/1.1\r\n\r\n");
     std::string answer = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
     REQUIRE(::send(conn, answer.data(), answer.size(), 0) == static_cast<ssize_t>(answer.size()));
@@ -248,8 +271,7 @@ TEST_CASE("fake agent: steal — subscribe, connection to the app's listener, me
     REQUIRE(sh.has_incoming_shutdown());
     CHECK(sh.incoming_shutdown().connection_id() == 42);
     // The remote half-closes too; the app still gets its last bytes first.
-    data.mutable_incoming_data()->set_data("tail");
-    s.agent.send(data);
+    s.agent.send(incoming_data(42, "tail"));
     v1::AgentMessage rsh;
     rsh.mutable_incoming_shutdown()->set_connection_id(42);
     s.agent.send(rsh);
@@ -286,36 +308,22 @@ TEST_CASE("fake agent: mirror — the app gets the bytes, its answers are not se
     AppListener app;
     LayerClient layer(s.proxy.port);
     layer.hello();
-    v1::LayerMessage l;
-    l.mutable_listen()->set_port(8080);
-    *l.mutable_listen()->mutable_listener() = ip_port("127.0.0.1", app.port);
-    uint64_t rid = layer.send_request(l);
-    auto sub = s.agent.next();
-    REQUIRE(sub.has_subscribe());
-    CHECK(sub.subscribe().mode() == v1::INCOMING_MODE_MIRROR);
-    v1::AgentMessage ok;
-    ok.set_request_id(sub.request_id());
-    ok.mutable_subscribed()->set_port(8080);
-    s.agent.send(ok);
-    REQUIRE(layer.wait_reply(rid).has_subscribed());
+    // No mode given: mirror.
+    subscribe(s, layer, 8080, ip_port("127.0.0.1", app.port), v1::INCOMING_MODE_UNSPECIFIED,
+              v1::INCOMING_MODE_MIRROR);
 
     s.agent.send(incoming(7, 8080, v1::INCOMING_MODE_MIRROR));
     v1::SocketAddress peer;
     int conn = app.accept_one(peer);
     REQUIRE(conn >= 0);
-    v1::AgentMessage data;
-    data.mutable_incoming_data()->set_connection_id(7);
-    data.mutable_incoming_data()->set_data("mirrored request");
-    s.agent.send(data);
+    s.agent.send(incoming_data(7, "mirrored request"));
     CHECK(read_exactly(conn, 16) == "mirrored request");
     std::string answer = "answer nobody should see";
     ::send(conn, answer.data(), answer.size(), 0);
     ::shutdown(conn, SHUT_WR);
     auto m = s.agent.next();
     CHECK(m.has_incoming_shutdown());  // the answer's bytes were dropped, only the half-close came
-    v1::LayerMessage u;
-    u.mutable_unlisten()->set_port(8080);
-    CHECK(layer.request(u).has_ok());
+    CHECK(layer.request(unlisten_msg(8080)).has_ok());
     auto un = s.agent.next();
     REQUIRE(un.has_unsubscribe());
     CHECK(un.unsubscribe().port() == 8080);
@@ -326,17 +334,7 @@ TEST_CASE("fake agent: remote bytes sent before the app connected to connect_to 
     FakeSetup s;
     LayerClient layer(s.proxy.port);
     layer.hello();
-    v1::LayerMessage c;
-    *c.mutable_connect()->mutable_remote() = ip_port("10.9.9.9", 25);
-    uint64_t rid = layer.send_request(c);
-    auto tc = s.agent.next();
-    REQUIRE(tc.has_tcp_connect());
-    v1::AgentMessage connected;
-    connected.set_request_id(tc.request_id());
-    connected.mutable_tcp_connected()->set_connection_id(5);
-    *connected.mutable_tcp_connected()->mutable_local() = ip_port("10.250.0.10", 40000);
-    *connected.mutable_tcp_connected()->mutable_remote() = ip_port("10.9.9.9", 25);
-    s.agent.send(connected);
+    uint64_t rid = connect_remote(s, layer, ip_port("10.9.9.9", 25), 5);
     v1::AgentMessage banner;
     banner.mutable_tcp_data()->set_connection_id(5);
     banner.mutable_tcp_data()->set_data("220 smtp ready\r\n");
@@ -419,15 +417,7 @@ TEST_CASE("fake agent: an agent that stops reading: the intproxy stops reading t
     FakeSetup s;
     LayerClient layer(s.proxy.port);
     layer.hello();
-    v1::LayerMessage c;
-    *c.mutable_connect()->mutable_remote() = ip_port("10.9.9.9", 80);
-    uint64_t rid = layer.send_request(c);
-    auto tc = s.agent.next();
-    REQUIRE(tc.has_tcp_connect());
-    v1::AgentMessage connected;
-    connected.set_request_id(tc.request_id());
-    connected.mutable_tcp_connected()->set_connection_id(9);
-    s.agent.send(connected);
+    uint64_t rid = connect_remote(s, layer, ip_port("10.9.9.9", 80), 9);
     auto r = layer.wait_reply(rid);
     REQUIRE(r.has_connected());
     int fd = connect_to(r.connected().connect_to());

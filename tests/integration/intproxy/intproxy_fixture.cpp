@@ -3,11 +3,9 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,8 +18,7 @@
 
 #include "agent_client.hpp"
 #include "mirrord/config/loader.hpp"
-
-extern char** environ;
+#include "process.hpp"
 
 namespace mirrord::test {
 
@@ -59,37 +56,18 @@ std::string drain(int fd) {
 
 pid_t spawn(const std::string& connect_info, const config::LayerConfig* cfg, const std::vector<std::string>& args,
             int& out_fd, int& err_fd) {
-    int out[2], err[2];
-    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
-        throw std::runtime_error("pipe failed");
+    std::vector<std::string> argv{built_binary("mirrord"), "intproxy"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<std::string> env;
+    for (auto& v : current_environment()) {
+        if (v.rfind("MIRRORD_", 0) != 0) env.push_back(v);
     }
-    std::string bin = built_binary("mirrord");
-    std::vector<std::string> argv_s{bin, "intproxy"};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<std::string> env_s;
-    for (char** e = environ; *e; ++e) {
-        std::string v(*e);
-        if (v.rfind("MIRRORD_", 0) != 0) env_s.push_back(v);
-    }
-    if (!connect_info.empty()) env_s.push_back("MIRRORD_AGENT_CONNECT_INFO=" + connect_info);
-    if (cfg) env_s.push_back("MIRRORD_RESOLVED_CONFIG=" + config::encode_resolved_config(*cfg));
-    std::vector<char*> argv, envp;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    for (auto& e : env_s) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::dup2(out[1], 1);
-        ::dup2(err[1], 2);
-        ::execve(bin.c_str(), argv.data(), envp.data());
-        _exit(127);
-    }
-    ::close(out[1]);
-    ::close(err[1]);
-    out_fd = out[0];
-    err_fd = err[0];
-    return pid;
+    if (!connect_info.empty()) env.push_back("MIRRORD_AGENT_CONNECT_INFO=" + connect_info);
+    if (cfg) env.push_back("MIRRORD_RESOLVED_CONFIG=" + config::encode_resolved_config(*cfg));
+    SpawnedProcess child = spawn_with_pipes(argv, env);
+    out_fd = child.out_fd;
+    err_fd = child.err_fd;
+    return child.pid;
 }
 
 }  // namespace
@@ -149,20 +127,7 @@ IntproxyProcess::Failure IntproxyProcess::run_expecting_failure(const std::strin
     return f;
 }
 
-int IntproxyProcess::wait_exit(std::chrono::milliseconds timeout) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (pid > 0) {
-        int st = 0;
-        pid_t r = ::waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            pid = -1;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        }
-        if (std::chrono::steady_clock::now() > deadline) return -1;
-        ::usleep(10000);
-    }
-    return -1;
-}
+int IntproxyProcess::wait_exit(std::chrono::milliseconds timeout) { return wait_child_exit(pid, timeout); }
 
 bool IntproxyProcess::running() {
     if (pid <= 0) return false;
@@ -174,14 +139,7 @@ bool IntproxyProcess::running() {
     return true;
 }
 
-void IntproxyProcess::kill_now() {
-    if (pid > 0) {
-        ::kill(pid, SIGKILL);
-        int st = 0;
-        ::waitpid(pid, &st, 0);
-        pid = -1;
-    }
-}
+void IntproxyProcess::kill_now() { kill_and_reap(pid); }
 
 std::string IntproxyProcess::log() const {
     std::ifstream f(log_path);
@@ -305,6 +263,31 @@ std::string ip_text(const v1::SocketAddress& a) {
     char buf[INET6_ADDRSTRLEN] = {};
     inet_ntop(a.ip().size() == 4 ? AF_INET : AF_INET6, a.ip().data(), buf, sizeof buf);
     return buf;
+}
+
+v1::LayerMessage connect_msg(const v1::SocketAddress& remote, bool udp) {
+    v1::LayerMessage m;
+    *m.mutable_connect()->mutable_remote() = remote;
+    if (udp) {
+        m.mutable_connect()->set_transport(v1::LayerConnect::TRANSPORT_UDP);
+    }
+    return m;
+}
+
+v1::LayerMessage listen_msg(uint32_t port, const v1::SocketAddress& listener, v1::IncomingMode mode) {
+    v1::LayerMessage m;
+    m.mutable_listen()->set_port(port);
+    *m.mutable_listen()->mutable_listener() = listener;
+    if (mode != v1::INCOMING_MODE_UNSPECIFIED) {
+        m.mutable_listen()->set_mode(mode);
+    }
+    return m;
+}
+
+v1::LayerMessage unlisten_msg(uint32_t port) {
+    v1::LayerMessage m;
+    m.mutable_unlisten()->set_port(port);
+    return m;
 }
 
 int connect_to(const v1::SocketAddress& a) {

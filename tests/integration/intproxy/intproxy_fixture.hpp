@@ -85,6 +85,11 @@ private:
 };
 
 v1::SocketAddress ip_port(const std::string& ip, uint16_t port);
+// LayerMessages the tests send: Connect (TCP, or UDP), Listen (mode unset if UNSPECIFIED), Unlisten.
+v1::LayerMessage connect_msg(const v1::SocketAddress& remote, bool udp = false);
+v1::LayerMessage listen_msg(uint32_t port, const v1::SocketAddress& listener,
+                            v1::IncomingMode mode = v1::INCOMING_MODE_UNSPECIFIED);
+v1::LayerMessage unlisten_msg(uint32_t port);
 std::string ip_text(const v1::SocketAddress& a);
 // Connects a TCP socket (blocking) to a SocketAddress; returns the fd or -1 with errno.
 int connect_to(const v1::SocketAddress& a);

@@ -192,8 +192,7 @@ TEST_CASE("TCP through connect_to: MBs both ways to the cluster echo service, ch
     PodSetup s;
     LayerClient layer(s.proxy.port);
     layer.hello();
-    v1::LayerMessage c;
-    *c.mutable_connect()->mutable_remote() = ip_port(h::kServiceIp, h::kServiceTcpEchoPort);
+    auto c = connect_msg(ip_port(h::kServiceIp, h::kServiceTcpEchoPort));
     auto r = layer.request(c);
     REQUIRE(r.has_connected());
     CHECK(ip_text(r.connected().in_cluster_local()) == h::kPodIp);
@@ -231,12 +230,9 @@ TEST_CASE("TCP: connect errors carry the errno, IPv6 remotes get an IPv6 loopbac
     PodSetup s;
     LayerClient layer(s.proxy.port);
     layer.hello();
-    v1::LayerMessage refused;
-    *refused.mutable_connect()->mutable_remote() = ip_port(h::kServiceIp, 9);
-    CHECK(layer.request(refused).error().code() == ECONNREFUSED);
+    CHECK(layer.request(connect_msg(ip_port(h::kServiceIp, 9))).error().code() == ECONNREFUSED);
 
-    v1::LayerMessage c6;
-    *c6.mutable_connect()->mutable_remote() = ip_port(h::kServiceIp6, h::kServiceTcpEchoPort);
+    auto c6 = connect_msg(ip_port(h::kServiceIp6, h::kServiceTcpEchoPort));
     auto r = layer.request(c6);
     REQUIRE(r.has_connected());
     CHECK(ip_text(r.connected().connect_to()) == "::1");
@@ -259,10 +255,7 @@ TEST_CASE("UDP through connect_to: the cluster echo service answers") {
     PodSetup s;
     LayerClient layer(s.proxy.port);
     layer.hello();
-    v1::LayerMessage c;
-    *c.mutable_connect()->mutable_remote() = ip_port(h::kServiceIp, h::kServiceUdpEchoPort);
-    c.mutable_connect()->set_transport(v1::LayerConnect::TRANSPORT_UDP);
-    auto r = layer.request(c);
+    auto r = layer.request(connect_msg(ip_port(h::kServiceIp, h::kServiceUdpEchoPort), true));
     REQUIRE(r.has_connected());
     CHECK(ip_text(r.connected().in_cluster_local()) == h::kPodIp);
     int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -378,15 +371,10 @@ TEST_CASE("listen: the agent's refusal (ENOTSUP today) is passed back, unlisten 
     PodSetup s;
     LayerClient layer(s.proxy.port);
     layer.hello();
-    v1::LayerMessage l;
-    l.mutable_listen()->set_port(8080);
-    *l.mutable_listen()->mutable_listener() = ip_port("127.0.0.1", 40123);
-    auto r = layer.request(l);
+    auto r = layer.request(listen_msg(8080, ip_port("127.0.0.1", 40123)));
     REQUIRE(r.has_error());
     CHECK(r.error().code() == ENOTSUP);
-    v1::LayerMessage u;
-    u.mutable_unlisten()->set_port(8080);
-    CHECK(layer.request(u).has_ok());
+    CHECK(layer.request(unlisten_msg(8080)).has_ok());
     v1::LayerMessage meta;
     *meta.mutable_connection_metadata()->mutable_peer_as_seen() = ip_port("127.0.0.1", 1234);
     CHECK(layer.request(meta).error().code() == ENOENT);

@@ -48,6 +48,11 @@ std::string resolved_config(const std::string& json) {
 
 const char* kDefaultConfig = R"({"target": "pid/1", "feature": {"fs": "local", "env": false}})";
 
+// kDefaultConfig with feature.network = `network` (JSON).
+std::string with_network(const std::string& network) {
+    return R"({"target": "pid/1", "feature": {"fs": "local", "env": false, "network": )" + network + "}}";
+}
+
 FakeIntproxy& cluster() {
     auto& p = FakeIntproxy::instance();
     p.set_names({{"svc.fake.cluster", {"10.1.2.3"}},
@@ -403,8 +408,7 @@ TEST_CASE("listen: the intproxy's ENOTSUP keeps the local listener working with 
     // mapped port while the app (getsockname) and the subscription keep the requested one.
     p.clear_events();
     auto ri = run({PROBE_PATH, "listen", "18080"},
-                  R"({"target": "pid/1", "feature": {"fs": "local", "env": false, "network":
-                     {"incoming": {"ignore_ports": [18080]}}}})");
+                  with_network(R"({"incoming": {"ignore_ports": [18080]}})"));
     INFO(describe(ri));
     REQUIRE(ri.status == 0);
     CHECK(has(ri.out, "local_listener=ok"));
@@ -412,8 +416,7 @@ TEST_CASE("listen: the intproxy's ENOTSUP keeps the local listener working with 
     CHECK(count_lines_starting(ri.err, "mirrord:") == 0);
     p.clear_events();
     auto rl = run({PROBE_PATH, "listen", "18080"},
-                  R"({"target": "pid/1", "feature": {"fs": "local", "env": false, "network":
-                     {"incoming": {"listen_ports": [[18080, 18085]]}}}})");
+                  with_network(R"({"incoming": {"listen_ports": [[18080, 18085]]}})"));
     INFO(describe(rl));
     REQUIRE(rl.status == 0);
     CHECK(has(rl.out, "listener=0.0.0.0:18080"));
@@ -423,8 +426,8 @@ TEST_CASE("listen: the intproxy's ENOTSUP keeps the local listener working with 
     // Steal with an HTTP filter on that port: the filter travels with the subscription.
     p.clear_events();
     auto r2 = run({PROBE_PATH, "listen", "18080"},
-                  R"({"target": "pid/1", "feature": {"fs": "local", "env": false, "network": {"incoming":
-                     {"mode": "steal", "http_filter": {"header_filter": "x-me: 1", "ports": [18080]}}}}})");
+                  with_network(R"({"incoming":
+                     {"mode": "steal", "http_filter": {"header_filter": "x-me: 1", "ports": [18080]}}})"));
     INFO(describe(r2));
     REQUIRE(r2.status == 0);
     CHECK(p.count("listen 18080 mode=2 filter=header:x-me: 1") == 1);
@@ -432,17 +435,15 @@ TEST_CASE("listen: the intproxy's ENOTSUP keeps the local listener working with 
     // A composite filter travels whole; without http_filter.ports the default (80, 8080) leaves
     // port 18080 unfiltered.
     p.clear_events();
-    const char* composite = R"({"target": "pid/1", "feature": {"fs": "local", "env": false, "network":
-        {"incoming": {"mode": "steal", "http_filter": {"all_of": [{"header": "x-a: 1"}, {"path": "^/api"}],
-                                                      "ports": [18080]}}}}})";
+    std::string composite = with_network(R"({"incoming": {"mode": "steal", "http_filter": {"all_of": [{"header": "x-a: 1"}, {"path": "^/api"}],
+                                                      "ports": [18080]}}})");
     auto r3 = run({PROBE_PATH, "listen", "18080"}, composite);
     INFO(describe(r3));
     REQUIRE(r3.status == 0);
     CHECK(p.count("listen 18080 mode=2 filter=all_of(header:x-a: 1,path:^/api)") == 1);
     p.clear_events();
     auto r4 = run({PROBE_PATH, "listen", "18080"},
-                  R"({"target": "pid/1", "feature": {"fs": "local", "env": false, "network":
-                     {"incoming": {"mode": "steal", "http_filter": {"path_filter": "^/api"}}}}})");
+                  with_network(R"({"incoming": {"mode": "steal", "http_filter": {"path_filter": "^/api"}}})"));
     INFO(describe(r4));
     REQUIRE(r4.status == 0);
     CHECK(p.count("listen 18080 mode=2 filter=no at=18080") == 1);
@@ -501,15 +502,15 @@ TEST_CASE("python: a refused remote connect fails with the intproxy's errno") {
 TEST_CASE("local decisions: outgoing filter, dns filter, dns off, ignore_localhost, debugger ports") {
     auto& p = cluster();
     // outgoing.filter local: that subnet stays local (no route in this namespace).
-    auto r = python(
+    // Connects to 10.1.2.3:7 and 10.7.0.1:7; prints "remote <ip>" or "local <ip> <errno>".
+    const char* connect_both =
         "import socket\n"
         "for dst in (('10.1.2.3', 7), ('10.7.0.1', 7)):\n"
         "    try:\n"
         "        socket.create_connection(dst, timeout=5); print('remote', dst[0])\n"
         "    except OSError as e:\n"
-        "        print('local', dst[0], e.errno)\n",
-        R"({"target": "pid/1", "feature": {"fs": "local", "env": false,
-            "network": {"outgoing": {"filter": {"local": ["10.1.2.0/24"]}}}}})");
+        "        print('local', dst[0], e.errno)\n";
+    auto r = python(connect_both, with_network(R"({"outgoing": {"filter": {"local": ["10.1.2.0/24"]}}})"));
     INFO(describe(r));
     REQUIRE(r.status == 0);
     CHECK(has(r.out, "local 10.1.2.3 101"));
@@ -519,15 +520,7 @@ TEST_CASE("local decisions: outgoing filter, dns filter, dns off, ignore_localho
 
     // outgoing.filter remote with a name: only what the cluster resolves for it goes remote.
     p.clear_events();
-    r = python(
-        "import socket\n"
-        "for dst in (('10.1.2.3', 7), ('10.7.0.1', 7)):\n"
-        "    try:\n"
-        "        socket.create_connection(dst, timeout=5); print('remote', dst[0])\n"
-        "    except OSError as e:\n"
-        "        print('local', dst[0], e.errno)\n",
-        R"({"target": "pid/1", "feature": {"fs": "local", "env": false,
-            "network": {"outgoing": {"filter": {"remote": ["svc.fake.cluster"]}}}}})");
+    r = python(connect_both, with_network(R"({"outgoing": {"filter": {"remote": ["svc.fake.cluster"]}}})"));
     INFO(describe(r));
     REQUIRE(r.status == 0);
     CHECK(has(r.out, "remote 10.1.2.3"));
@@ -542,8 +535,7 @@ TEST_CASE("local decisions: outgoing filter, dns filter, dns off, ignore_localho
         "        print('ok', n, socket.getaddrinfo(n, 80)[0][4][0])\n"
         "    except socket.gaierror as e:\n"
         "        print('localfail', n)\n",
-        R"({"target": "pid/1", "feature": {"fs": "local", "env": false,
-            "network": {"dns": {"filter": {"local": ["svc.fake.cluster"]}}}}})");
+        with_network(R"({"dns": {"filter": {"local": ["svc.fake.cluster"]}}})"));
     INFO(describe(r));
     REQUIRE(r.status == 0);
     CHECK(has(r.out, "localfail svc.fake.cluster"));
@@ -557,7 +549,7 @@ TEST_CASE("local decisions: outgoing filter, dns filter, dns off, ignore_localho
         "    socket.getaddrinfo('svc.fake.cluster', 80); print('resolved')\n"
         "except socket.gaierror:\n"
         "    print('localfail')\n",
-        R"({"target": "pid/1", "feature": {"fs": "local", "env": false, "network": {"dns": false}}})");
+        with_network(R"({"dns": false})"));
     INFO(describe(r));
     CHECK(has(r.out, "localfail"));
     CHECK(p.count("dns ") == 0);
@@ -580,8 +572,7 @@ TEST_CASE("local decisions: outgoing filter, dns filter, dns off, ignore_localho
     CHECK(p.count("connect tcp 127.0.0.1:" + std::to_string(servers().http)) == 0);
 
     p.clear_events();
-    r = python(buf, R"({"target": "pid/1", "feature": {"fs": "local", "env": false,
-                        "network": {"outgoing": {"ignore_localhost": true}}}})");
+    r = python(buf, with_network(R"({"outgoing": {"ignore_localhost": true}})"));
     INFO(describe(r));
     REQUIRE(r.status == 0);
     CHECK(p.count("connect ") == 0);
@@ -596,7 +587,7 @@ TEST_CASE("ipv6 off: AF_INET6 sockets fail with EAFNOSUPPORT as mirrord") {
         "except OSError as e:\n"
         "    print('errno', e.errno)\n"
         "print('v4', socket.getaddrinfo('dual.fake.cluster', 80, type=socket.SOCK_STREAM)[-1][4][0])\n",
-        R"({"target": "pid/1", "feature": {"fs": "local", "env": false, "network": {"ipv6": false}}})");
+        with_network(R"({"ipv6": false})"));
     INFO(describe(r));
     REQUIRE(r.status == 0);
     CHECK(has(r.out, "errno 97"));

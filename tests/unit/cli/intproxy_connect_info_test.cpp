@@ -1,14 +1,16 @@
 // intproxy_connect_info_test.cpp: MIRRORD_AGENT_CONNECT_INFO parsing (cli/src/intproxy/connect_info)
-// and the address helpers: valid forms, and clear errors that never quote the token.
+// and the address helpers (protocol/address) it relies on: valid forms, and clear errors that
+// never quote the token.
 #include <catch2/catch.hpp>
 
 #include <boost/asio/ip/address.hpp>
 
-#include "intproxy/addresses.hpp"
 #include "intproxy/connect_info.hpp"
 #include "intproxy/proxy.hpp"
+#include "mirrord/protocol/address.hpp"
 
 using namespace mirrord::cli::intproxy;
+using namespace mirrord::protocol;
 
 TEST_CASE("connect info: plain and TLS forms") {
     auto plain = parse_connect_info(R"({"address":"127.0.0.1:4000","token":"t0k","tls":false})");

@@ -1,9 +1,9 @@
-// addresses.cpp: SocketAddress <-> Asio address conversions (see addresses.hpp).
-#include "intproxy/addresses.hpp"
+// address.cpp: SocketAddress <-> Asio address conversions (see address.hpp).
+#include "mirrord/protocol/address.hpp"
 
 #include <cstring>
 
-namespace mirrord::cli::intproxy {
+namespace mirrord::protocol {
 
 namespace asio = boost::asio;
 
@@ -24,8 +24,7 @@ bool to_address(const v1::SocketAddress& a, asio::ip::address& out) {
     return false;
 }
 
-v1::SocketAddress from_address(const asio::ip::address& addr, uint16_t port) {
-    v1::SocketAddress out;
+void from_address(const asio::ip::address& addr, uint16_t port, v1::SocketAddress& out) {
     if (addr.is_v4()) {
         auto b = addr.to_v4().to_bytes();
         out.set_ip(std::string(reinterpret_cast<const char*>(b.data()), b.size()));
@@ -34,6 +33,11 @@ v1::SocketAddress from_address(const asio::ip::address& addr, uint16_t port) {
         out.set_ip(std::string(reinterpret_cast<const char*>(b.data()), b.size()));
     }
     out.set_port(port);
+}
+
+v1::SocketAddress from_address(const asio::ip::address& addr, uint16_t port) {
+    v1::SocketAddress out;
+    from_address(addr, port, out);
     return out;
 }
 
@@ -49,4 +53,4 @@ std::string describe(const v1::SocketAddress& a) {
     return describe(addr, static_cast<uint16_t>(a.port()));
 }
 
-}  // namespace mirrord::cli::intproxy
+}  // namespace mirrord::protocol
