@@ -23,7 +23,7 @@ ctest --test-dir "$ROOT/build" --output-on-failure -j "$JOBS" "$@"
 
 echo "== configure + build with ASan/UBSan (build-asan/)"
 cmake -S "$ROOT" -B "$ROOT/build-asan" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Debug -DMIRRORD_SANITIZE=ON >/dev/null
-cmake --build "$ROOT/build-asan" -j "$JOBS"
+cmake --build "$ROOT/build-asan" -j "$JOBS" --target unit_tests  # only what runs under the sanitizers
 
 echo "== unit tests under ASan/UBSan (build-asan/)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
