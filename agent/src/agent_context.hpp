@@ -15,12 +15,15 @@
 
 namespace mirrord::agent {
 
+class IncomingHub;
+
 struct AgentContext {
     boost::asio::io_context& io;
     const TargetFs& fs;
     DnsResolver& dns;
     EnvMap target_env;
     pid_t target_pid = 0;               // 0 = targetless
+    IncomingHub* incoming = nullptr;    // mirror/steal of the target's ports; null when targetless
     std::string token;                  // empty = no token required (loopback-only agents)
     std::chrono::milliseconds hello_timeout{10000};
     std::chrono::milliseconds keepalive_timeout{90000};  // no message from the client for this long

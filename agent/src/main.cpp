@@ -20,8 +20,10 @@
 #include "agent_server.hpp"
 #include "client_transport.hpp"
 #include "dns_resolver.hpp"
+#include "incoming/incoming_hub.hpp"
 #include "log.hpp"
 #include "namespaces.hpp"
+#include "process_title.hpp"
 #include "session.hpp"
 #include "target_env.hpp"
 #include "target_fs.hpp"
@@ -56,6 +58,7 @@ std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    remember_process_args(argc, argv);
     CLI::App app{"mirrord-agent (mirrord-native): serves a target's environment, files, DNS and network "
                  "to mirrord clients",
                  "mirrord-agent"};
@@ -65,6 +68,13 @@ int main(int argc, char** argv) {
     unsigned ttl = 30;
     std::string token_file, tls_cert, tls_key, tls_client_ca, log_level = "info";
     bool json_log = false;
+    auto env_or = [](const char* name, const char* fallback) {
+        const char* v = std::getenv(name);
+        return std::string(v != nullptr && *v != '\0' ? v : fallback);
+    };
+    std::string steal_backend = env_or("MIRRORD_AGENT_STEAL_BACKEND", "auto");
+    std::string mirror_capture = env_or("MIRRORD_AGENT_MIRROR_CAPTURE", "auto");
+    bool flush_connections = env_or("MIRRORD_AGENT_STEALER_FLUSH_CONNECTIONS", "true") != "false";
     app.add_option("-l,--listen", listen, "address to listen on, HOST:PORT (port 0 = pick one)");
     app.add_option("--target-pid", target_pid, "pid whose namespaces and root to serve (none = targetless)")
         ->check(CLI::PositiveNumber);
@@ -76,6 +86,14 @@ int main(int argc, char** argv) {
     app.add_option("--tls-client-ca", tls_client_ca, "PEM CA: require client certificates signed by it");
     app.add_option("--log-level", log_level, "debug, info, warn or error");
     app.add_flag("--json-log", json_log, "log one JSON object per line");
+    app.add_option("--steal-backend", steal_backend,
+                   "how ports are stolen: auto, sk_lookup, iptables-nft, iptables-legacy or nft "
+                   "(or MIRRORD_AGENT_STEAL_BACKEND)");
+    app.add_option("--mirror-capture", mirror_capture,
+                   "how mirrored traffic is captured: auto, ebpf or classic (or MIRRORD_AGENT_MIRROR_CAPTURE)");
+    app.add_option("--flush-connections", flush_connections,
+                   "reset established connections of a port when it is stolen, so clients reconnect to us "
+                   "(or MIRRORD_AGENT_STEALER_FLUSH_CONNECTIONS)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -135,7 +153,16 @@ int main(int argc, char** argv) {
             enter_network_namespace(target_pid);
         }
         dns = std::make_unique<DnsResolver>(io, fs);
-        ctx = std::make_unique<AgentContext>(AgentContext{io, fs, *dns, std::move(env), target_pid, token});
+        std::unique_ptr<IncomingHub> incoming;
+        if (target_pid > 0) {
+            IncomingOptions in;
+            in.redirector.kind = parse_redirector_kind(steal_backend);
+            in.redirector.instance_id = std::to_string(::getpid());
+            in.capture.engine = PacketCapture::parse_engine(mirror_capture);
+            in.flush_connections = flush_connections;
+            incoming = std::make_unique<IncomingHub>(io, std::move(in));
+        }
+        ctx = std::make_unique<AgentContext>(AgentContext{io, fs, *dns, std::move(env), target_pid, incoming.get(), token});
 
         // Keep what serving needs (files as root, network admin for incoming traffic); drop the
         // rest, including CAP_SYS_ADMIN and CAP_SYS_PTRACE used to get here.
@@ -162,6 +189,7 @@ int main(int argc, char** argv) {
                   (tls ? " over TLS" : "") + (token.empty() ? "" : " with a session token") + ", ttl " +
                   std::to_string(ttl) + "s");
         io.run();
+        incoming.reset();  // ports go back to the target, rules are removed
         log::info("exiting: no client for " + std::to_string(ttl) + "s or stopped");
         return 0;
     } catch (const std::exception& e) {

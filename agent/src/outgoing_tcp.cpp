@@ -29,12 +29,16 @@ OutgoingTcp::OutgoingTcp(tcp::socket socket) : socket_(std::move(socket)) {
 }
 
 void OutgoingTcp::connect(asio::io_context& io, const Endpoint& remote, std::chrono::milliseconds timeout,
-                          ConnectHandler done) {
+                          ConnectHandler done, Prepare prepare) {
     auto socket = std::make_shared<tcp::socket>(io);
     boost::system::error_code ec;
     socket->open(remote.protocol(), ec);
-    if (ec) {
-        int err = errno_of(ec);
+    int prepare_err = 0;
+    if (!ec && prepare) {
+        prepare_err = prepare(*socket);
+    }
+    if (ec || prepare_err != 0) {
+        int err = ec ? errno_of(ec) : prepare_err;
         asio::post(io, [done = std::move(done), err] { done(err, nullptr); });
         return;
     }
@@ -188,6 +192,15 @@ void OutgoingTcp::fail(int err) {
     if (on_error) {
         on_error(err);
     }
+}
+
+void OutgoingTcp::reset() {
+    if (closed_) {
+        return;
+    }
+    boost::system::error_code ec;
+    socket_.set_option(asio::socket_base::linger(true, 0), ec);
+    close();
 }
 
 void OutgoingTcp::close() {

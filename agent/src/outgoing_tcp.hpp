@@ -37,9 +37,13 @@ public:
     // Queued pieces smaller than this are coalesced (fewer writes for many small frames).
     static constexpr size_t kCoalesce = 64 * 1024;
 
+    // Called on the opened socket before it connects (e.g. the steal redirector's exemption of the
+    // agent's passthrough socket); an error it returns fails the connect with that errno.
+    using Prepare = std::function<int(boost::asio::ip::tcp::socket& socket)>;
+
     // Starts a connect; the socket is created by the calling thread (its netns applies).
     static void connect(boost::asio::io_context& io, const Endpoint& remote,
-                        std::chrono::milliseconds timeout, ConnectHandler done);
+                        std::chrono::milliseconds timeout, ConnectHandler done, Prepare prepare = {});
 
     // Begins relaying: handlers are called on the io_context until close() or an error.
     void start(Handlers handlers);
@@ -55,6 +59,8 @@ public:
     void shutdown_write();
     // Closes now; no handler runs afterwards.
     void close();
+    // Closes now with a TCP reset (SO_LINGER 0): the peer gets ECONNRESET, not an orderly EOF.
+    void reset();
 
     Endpoint local_endpoint() const { return local_; }
     Endpoint remote_endpoint() const { return remote_; }

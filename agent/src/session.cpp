@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "incoming/incoming_hub.hpp"
 #include "log.hpp"
 #include "mirrord/protocol/address.hpp"
 
@@ -116,6 +117,13 @@ void Session::drain_frames() {
             tcp_data(id, payload);
             continue;
         }
+        if (greeted_ && ctx_.incoming != nullptr &&
+            protocol::parse_id_bytes_frame(frame, C::kIncomingDataFieldNumber, v1::IncomingData::kConnectionIdFieldNumber,
+                                           v1::IncomingData::kDataFieldNumber, id, payload)) {
+            ctx_.incoming->client_data(*this, id, payload);
+            update_inbound_pressure();
+            continue;
+        }
         decoder_.parse_current_message(m);
         on_message(m);
     }
@@ -139,17 +147,28 @@ void Session::send(v1::AgentMessage& m) {
 }
 
 void Session::send_tcp_data(uint64_t id, std::string_view data) {
+    send_id_bytes(v1::AgentMessage::kTcpDataFieldNumber, id, data);
+}
+
+void Session::send_incoming_data(std::uint64_t id, std::string_view data) {
+    send_id_bytes(v1::AgentMessage::kIncomingDataFieldNumber, id, data);
+}
+
+std::string Session::client_label() const { return client_name_.empty() ? peer_ : client_name_ + " at " + peer_; }
+
+// TcpData / IncomingData, encoded by hand (the same bytes protobuf would write), never through a
+// message. With nothing queued, header and payload go to the client at once from where they lie
+// (gather write); only what the socket does not take is copied into the queue.
+void Session::send_id_bytes(int body_field, uint64_t id, std::string_view data) {
     if (closed_) {
         return;
     }
-    // Encoded by hand (the same bytes protobuf would write), never through a message. With nothing
-    // queued, header and payload go to the client at once from where they lie (gather write);
-    // only what the socket does not take is copied into the queue.
+    static_assert(int{v1::TcpData::kConnectionIdFieldNumber} == int{v1::IncomingData::kConnectionIdFieldNumber} &&
+                  int{v1::TcpData::kDataFieldNumber} == int{v1::IncomingData::kDataFieldNumber});
     char header[protocol::kMaxIdBytesHeader];
-    size_t header_size =
-        protocol::encode_id_bytes_header(header, v1::AgentMessage::kTcpDataFieldNumber,
-                                         v1::TcpData::kConnectionIdFieldNumber, id, v1::TcpData::kDataFieldNumber,
-                                         data.size());
+    size_t header_size = protocol::encode_id_bytes_header(header, static_cast<uint32_t>(body_field),
+                                                          v1::TcpData::kConnectionIdFieldNumber, id,
+                                                          v1::TcpData::kDataFieldNumber, data.size());
     std::string_view head(header, header_size);
     if (!writing_ && out_pending_.empty() && transport_) {
         size_t n = transport_->try_write_now(head.data(), head.size(), data.data(), data.size());
@@ -212,6 +231,9 @@ void Session::close(const std::string& why) {
         f->close();
     }
     udp_.clear();
+    if (ctx_.incoming != nullptr) {
+        ctx_.incoming->client_gone(*this);
+    }
     // Let a final Goodbye go out; the transport closes once the queue is written.
     if (!writing_ && out_pending_.empty()) {
         transport_->close();
@@ -237,6 +259,9 @@ void Session::update_outbound_pressure() {
         for (auto& [id, f] : udp_) {
             f->pause_reading();
         }
+        if (ctx_.incoming != nullptr) {
+            ctx_.incoming->client_congestion_changed(*this, true);
+        }
     } else if (remotes_paused_ && queued < ctx_.outbound_low_water) {
         remotes_paused_ = false;
         for (auto& [id, e] : tcp_) {
@@ -245,6 +270,9 @@ void Session::update_outbound_pressure() {
         for (auto& [id, f] : udp_) {
             f->resume_reading();
         }
+        if (ctx_.incoming != nullptr) {
+            ctx_.incoming->client_congestion_changed(*this, false);
+        }
     }
 }
 
@@ -252,6 +280,9 @@ void Session::update_inbound_pressure() {
     size_t queued = 0;
     for (auto& [id, e] : tcp_) {
         queued += e.conn->queued_bytes();
+    }
+    if (ctx_.incoming != nullptr) {
+        queued += ctx_.incoming->queued_towards_remotes(*this);
     }
     if (!read_paused_ && queued > ctx_.inbound_high_water) {
         read_paused_ = true;
@@ -295,6 +326,12 @@ void Session::on_hello(const v1::ClientMessage& m) {
                    v1::CAPABILITY_OUTGOING_UDP}) {
         a->add_capabilities(c);
     }
+    if (ctx_.incoming != nullptr) {
+        for (auto c : {v1::CAPABILITY_INCOMING_MIRROR, v1::CAPABILITY_INCOMING_STEAL, v1::CAPABILITY_HTTP_FILTER}) {
+            a->add_capabilities(c);
+        }
+    }
+    client_name_ = h.client_name();
     a->set_session_id(random_hex(8));
     a->set_target_pid(ctx_.target_pid);
     log::info("client " + peer_ + " (" + h.client_name() + " " + h.client_version() + ") session " + a->session_id());
@@ -365,19 +402,55 @@ void Session::on_message(v1::ClientMessage& m) {
             return;
         }
         case C::kSubscribe:
+            subscribe(m);
+            return;
         case C::kUnsubscribe:
+            if (ctx_.incoming != nullptr && m.unsubscribe().port() > 0 && m.unsubscribe().port() <= 65535) {
+                ctx_.incoming->unsubscribe(*this, static_cast<uint16_t>(m.unsubscribe().port()));
+            }
+            if (m.request_id() != 0) {
+                reply.mutable_ok();
+                send(reply);
+            }
+            return;
         case C::kIncomingData:
+            if (ctx_.incoming != nullptr) {
+                ctx_.incoming->client_data(*this, m.incoming_data().connection_id(), m.incoming_data().data());
+                update_inbound_pressure();
+            }
+            return;
         case C::kIncomingShutdown:
+            if (ctx_.incoming != nullptr) {
+                ctx_.incoming->client_shutdown(*this, m.incoming_shutdown().connection_id());
+            }
+            return;
         case C::kIncomingClose:
-        case C::kHttpResponseStart:
-        case C::kHttpBody:
-        case C::kHttpAbort:
-            reply_error(m.request_id(), ENOTSUP, "incoming traffic (mirror/steal) is not available in this agent yet");
+            if (ctx_.incoming != nullptr) {
+                ctx_.incoming->client_close(*this, m.incoming_close().connection_id(), m.incoming_close().error());
+            }
             return;
         default:
             reply_error(m.request_id(), ENOTSUP, "unknown request");
             return;
     }
+}
+
+void Session::subscribe(const v1::ClientMessage& m) {
+    if (ctx_.incoming == nullptr) {
+        reply_error(m.request_id(), EOPNOTSUPP,
+                    "incoming traffic (mirror/steal) needs a target: this agent is targetless");
+        return;
+    }
+    try {
+        ctx_.incoming->subscribe(*this, m.subscribe());
+    } catch (const IncomingError& e) {
+        reply_error(m.request_id(), e.code(), e.what());
+        return;
+    }
+    v1::AgentMessage reply;
+    reply.set_request_id(m.request_id());
+    reply.mutable_subscribed()->set_port(m.subscribe().port());
+    send(reply);
 }
 
 void Session::get_env(const v1::ClientMessage& m) {

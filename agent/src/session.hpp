@@ -16,6 +16,7 @@
 #include "agent_context.hpp"
 #include "client_transport.hpp"
 #include "file_service.hpp"
+#include "incoming/incoming_client.hpp"
 #include "mirrord.pb.h"
 #include "mirrord/protocol/frame.hpp"
 #include "outgoing_tcp.hpp"
@@ -23,11 +24,19 @@
 
 namespace mirrord::agent {
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public std::enable_shared_from_this<Session>, public IncomingClient {
 public:
     Session(AgentContext& ctx, std::shared_ptr<ClientTransport> transport, std::function<void()> finished);
     ~Session();
     void start();
+
+    // IncomingClient (mirrored and stolen connections from the IncomingHub)
+    std::string client_label() const override;
+    void send_incoming(v1::AgentMessage& message) override { send(message); }
+    void send_incoming_data(std::uint64_t connection_id, std::string_view data) override;
+    bool incoming_congested() const override { return remotes_paused_; }
+    std::size_t incoming_queued() const override { return out_pending_.size() + out_writing_.size(); }
+    void incoming_drained() override { update_inbound_pressure(); }
 
 private:
     struct TcpEntry {
@@ -42,6 +51,8 @@ private:
     void on_hello(const v1::ClientMessage& m);
     void send(v1::AgentMessage& m);
     void send_tcp_data(uint64_t id, std::string_view data);
+    void send_id_bytes(int body_field, uint64_t id, std::string_view data);
+    void subscribe(const v1::ClientMessage& m);
     void reply_error(uint64_t request_id, int err, const std::string& what);
     void flush();
     void close(const std::string& why);
@@ -78,6 +89,7 @@ private:
     std::map<uint64_t, std::shared_ptr<OutgoingUdp>> udp_;
     uint64_t next_conn_id_ = 1;
     std::string peer_;
+    std::string client_name_;
     // Keeps the session alive while no I/O is pending (e.g. reading paused for backpressure);
     // released by close().
     std::shared_ptr<Session> self_;

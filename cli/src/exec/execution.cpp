@@ -110,6 +110,10 @@ StartedAgent start_local_agent(const config::LayerConfig& config, const AgentPla
     if (config.agent.json_log) {
         argv.push_back("--json-log");
     }
+    if (!config.agent.flush_connections) {
+        argv.push_back("--flush-connections");
+        argv.push_back("false");
+    }
     EnvMap env = local_env;
     env["MIRRORD_AGENT_TOKEN"] = token;
 

@@ -192,6 +192,16 @@ int intproxy_command(const std::vector<std::string>& args) {
     options.idle_timeout = seconds_ms(ip.idle_timeout);
     options.ping_interval = std::chrono::seconds(std::max<uint64_t>(1, std::min<uint64_t>(ip.ping_interval, 3600)));
     options.port_mapping = cfg.feature.network.incoming.port_mapping;
+    switch (cfg.feature.network.incoming.on_concurrent_steal) {
+        case config::ConcurrentSteal::Continue:
+            options.on_concurrent_steal = v1::Subscribe::ON_CONCURRENT_STEAL_CONTINUE;
+            break;
+        case config::ConcurrentSteal::Override:
+            options.on_concurrent_steal = v1::Subscribe::ON_CONCURRENT_STEAL_OVERRIDE;
+            break;
+        default:
+            break;
+    }
     Proxy proxy(io, link, std::move(listener), options);
     try {
         proxy.start();

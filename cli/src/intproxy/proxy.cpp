@@ -588,6 +588,7 @@ void Proxy::listen(LayerSession& s, const v1::LayerMessage& m) {
     if (l.has_http_filter()) {
         *sub->mutable_http_filter() = l.http_filter();
     }
+    sub->set_on_concurrent_steal(options_.on_concurrent_steal);
     s.in_flight[rid] = false;
     std::weak_ptr<LayerSession> weak = s.shared_from_this();
     link_.request(cm, [this, weak, rid, remote_port, listener, mode](v1::AgentMessage& reply) {
@@ -675,6 +676,16 @@ void Proxy::incoming_connection(const v1::IncomingConnection& c) {
     relay->start_connect(sub->second.listener);
 }
 
+void Proxy::agent_log(const v1::LogLine& line) {
+    std::string text = "agent: " + line.text();
+    switch (line.level()) {
+        case v1::LogLine::LEVEL_ERROR: log::error(text); break;
+        case v1::LogLine::LEVEL_WARN: log::warn(text); break;
+        case v1::LogLine::LEVEL_DEBUG: log::debug(text); break;
+        default: log::info(text); break;
+    }
+}
+
 // ---------------------------------------------------------------- agent
 
 namespace {
@@ -732,14 +743,9 @@ void Proxy::on_push(v1::AgentMessage& m) {
                 relay->agent_close(m.incoming_close().error());
             }
             return;
-        case A::kHttpRequestStart: {
-            // Filtered HTTP steal is not relayed by this intproxy yet: give the request back.
-            v1::ClientMessage abort;
-            abort.mutable_http_abort()->set_http_request_id(m.http_request_start().http_request_id());
-            abort.mutable_http_abort()->set_reason("the intproxy does not relay filtered HTTP requests yet");
-            link_.notify(abort);
+        case A::kLog:
+            agent_log(m.log());
             return;
-        }
         case A::kError:
             log::debug("agent error for a notification: " + m.error().message());
             return;

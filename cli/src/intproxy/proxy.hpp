@@ -38,6 +38,8 @@ struct ProxyOptions {
     std::chrono::seconds ping_interval{30};
     std::chrono::milliseconds accept_timeout{10000};  // for the app to connect to connect_to
     std::vector<std::pair<uint16_t, uint16_t>> port_mapping;  // (local, remote) for LayerListen
+    // feature.network.incoming.on_concurrent_steal, sent with every steal Subscribe.
+    v1::Subscribe::OnConcurrentSteal on_concurrent_steal = v1::Subscribe::ON_CONCURRENT_STEAL_ABORT;
 };
 
 class Proxy {
@@ -74,6 +76,8 @@ private:
     void unlisten(LayerSession& s, const v1::LayerMessage& m);
     void connection_metadata(LayerSession& s, const v1::LayerMessage& m);
     void incoming_connection(const v1::IncomingConnection& c);
+    // A LogLine from the agent (a port taken over, a mirror that fell behind): into the intproxy log.
+    void agent_log(const v1::LogLine& line);
 
     // agent
     void on_push(v1::AgentMessage& m);

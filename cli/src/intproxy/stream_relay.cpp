@@ -96,6 +96,10 @@ void StreamRelay::do_read() {
                                 }
                                 if (ec == asio::error::eof) {
                                     self->local_eof_ = true;
+                                    if (self->agent_closed_) {
+                                        self->finish(0, false);  // a mirror copy the app finished answering
+                                        return;
+                                    }
                                     v1::ClientMessage m;
                                     if (self->kind_ == Kind::outgoing) {
                                         m.mutable_tcp_shutdown()->set_connection_id(self->id_);
@@ -157,6 +161,26 @@ void StreamRelay::flush() {
 
 void StreamRelay::after_drain() {
     if (agent_closed_) {
+        if (drop_local_data_ && !local_eof_) {
+            // Mirror: the remote is done but the app may still be writing its (dropped) answer.
+            // Send it EOF and let it finish instead of resetting it mid-answer; it gets
+            // kMirrorLinger to close its side.
+            if (!shut_local_write_) {
+                shut_local_write_ = true;
+                error_code ignored;
+                socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+            }
+            if (!lingering_) {
+                lingering_ = true;
+                timer_.expires_after(kMirrorLinger);
+                timer_.async_wait([self = shared_from_this()](const error_code& ec) {
+                    if (!ec) {
+                        self->finish(0, false);
+                    }
+                });
+            }
+            return;
+        }
         finish(0, false);
         return;
     }

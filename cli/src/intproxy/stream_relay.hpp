@@ -76,6 +76,9 @@ private:
     std::string out_pending_;
     std::string out_writing_;
     size_t queued_reported_ = 0;
+    // Mirror copies: how long the app may go on writing its dropped answer after the remote left.
+    static constexpr std::chrono::milliseconds kMirrorLinger{2000};
+    bool lingering_ = false;
     bool connected_ = false;
     bool reading_ = false;
     bool writing_ = false;
