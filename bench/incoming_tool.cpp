@@ -6,7 +6,8 @@
 //       connection. Prints "READY" once the three listen() calls returned (under mirrord: after
 //       the agent confirmed the subscriptions) and, every 100 ms while it changes,
 //       "sink_total=N" (bytes the sink received so far, over all connections: in mirror mode this
-//       is what the local app captured). Run in the pod's netns it is the pod's own app; under
+//       is what the local app captured) and "sink_end bytes=N how=eof|<error>" per sink
+//       connection. Run in the pod's netns it is the pod's own app; under
 //       `mirrord exec` on the laptop it is the local app.
 //   rps IP PORT CONNECTIONS SECONDS
 //       CONNECTIONS threads, each one keep-alive connection sending requests back to back for
@@ -18,6 +19,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -104,7 +106,14 @@ void serve_http(int s) {
 void serve_sink(int s) {
     std::vector<char> buf(1 << 18);
     ssize_t n;
-    while ((n = ::read(s, buf.data(), buf.size())) > 0) g_sink_total += static_cast<unsigned long long>(n);
+    unsigned long long mine = 0;
+    while ((n = ::read(s, buf.data(), buf.size())) > 0) {
+        g_sink_total += static_cast<unsigned long long>(n);
+        mine += static_cast<unsigned long long>(n);
+    }
+    // How the connection ended tells a clean mirror copy (EOF) from a cut one (reset).
+    std::printf("sink_end bytes=%llu how=%s\n", mine, n == 0 ? "eof" : std::strerror(errno));
+    std::fflush(stdout);
     (void)!::write(s, "k", 1);
 }
 
@@ -231,6 +240,8 @@ int cmd_send(const char* ip, int port, size_t bytes, double rate_mbit) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A peer that resets must not kill the app (mirror copies can be cut by the agent).
+    ::signal(SIGPIPE, SIG_IGN);
     std::string mode = argc > 1 ? argv[1] : "";
     if (mode == "serve" && argc == 6) {
         return cmd_serve(std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]), std::strtoull(argv[5], nullptr, 10));

@@ -1,15 +1,12 @@
 // incoming_hub.cpp: subscriptions, mirror fan-out, steal dispatch and client streams (see incoming_hub.hpp).
 #include "incoming/incoming_hub.hpp"
 
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cerrno>
 #include <cstring>
 
+#include "incoming/connection_flusher.hpp"
 #include "incoming/http1_framer.hpp"
 #include "incoming/stolen_connection.hpp"
 #include "log.hpp"
@@ -277,32 +274,15 @@ void IncomingHub::update_redirect(std::uint16_t port) {
 }
 
 // mirrord's flush_connections: established connections to the port are reset so their clients
-// reconnect, and the new connections are stolen. `ss -K` in the target netns (this thread's);
-// double fork so nothing is left to reap.
+// reconnect, and the new connections are stolen (never the agent's own: see connection_flusher.hpp).
 void IncomingHub::flush_port_connections(std::uint16_t port) {
-    std::string filter = "( sport = :" + std::to_string(port) + " )";
-    pid_t child = ::fork();
-    if (child < 0) {
-        log::warn(std::string("steal: flush_connections: fork: ") + std::strerror(errno));
-        return;
+    FlushResult r = flush_established_connections(port);
+    if (!r.error.empty()) {
+        log::warn("steal: flush_connections on port " + std::to_string(port) + ": " + r.error);
     }
-    if (child == 0) {
-        if (::fork() == 0) {
-            int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-            if (null >= 0) {
-                ::dup2(null, 0);
-                ::dup2(null, 1);
-                ::dup2(null, 2);
-            }
-            const char* argv[] = {"ss", "-K", "-t", "state", "established", filter.c_str(), nullptr};
-            ::execv("/usr/bin/ss", const_cast<char* const*>(argv));
-            ::execv("/bin/ss", const_cast<char* const*>(argv));
-            ::_exit(127);
-        }
-        ::_exit(0);
-    }
-    int status = 0;
-    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    if (r.reset > 0) {
+        log::info("steal: reset " + std::to_string(r.reset) + " established connection(s) to port " +
+                  std::to_string(port) + " so their clients reconnect (flush_connections)");
     }
 }
 
@@ -541,6 +521,8 @@ void IncomingHub::update_capture_ports() {
 }
 
 void IncomingHub::mirror_open(std::uint64_t flow, const tcp::endpoint& client, const tcp::endpoint& server) {
+    log::debug("mirror: flow " + std::to_string(flow) + " " + protocol::describe(client.address(), client.port()) +
+               " -> " + protocol::describe(server.address(), server.port()));
     auto it = ports_.find(server.port());
     if (it == ports_.end() || it->second.mirrors.empty()) {
         return;
@@ -653,6 +635,7 @@ void IncomingHub::mirror_data(std::uint64_t flow, std::string_view bytes) {
 }
 
 void IncomingHub::mirror_close(std::uint64_t flow, TcpReassembler::CloseReason reason) {
+    log::debug("mirror: flow " + std::to_string(flow) + " ended (" + std::to_string(static_cast<int>(reason)) + ")");
     auto it = mirror_flows_.find(flow);
     if (it == mirror_flows_.end()) {
         return;

@@ -199,10 +199,12 @@ void StreamRelay::agent_shutdown() {
 
 void StreamRelay::agent_close(int err) {
     agent_closed_ = true;
-    if (err != 0 || !connected_) {
+    if (err != 0 || (!connected_ && kind_ == Kind::outgoing)) {
         finish(err, false);
         return;
     }
+    // An incoming connection may end at the remote before we reached the app's listener (a short
+    // mirrored request): the bytes still go to the app once connected, then it is closed.
     flush();
 }
 

@@ -191,3 +191,42 @@ TEST_CASE("websocket: an upgrade matching the header filter goes to the local ap
     e.stop(app);
     e.stop(pod);
 }
+
+TEST_CASE("filter: without http_filter.ports a port other than 80 and 8080 is stolen whole") {
+    // mirrord's default http_filter.ports is [80, 8080]: on 9090 the header filter does not apply.
+    IncomingE2E e;
+    Spawned pod = e.start_pod_http(9090);
+    Spawned app = e.start_local_app("local", 9090, steal_with_filter({{"header_filter", "x-mirrord-user: me"}}),
+                                    {"--steal"});
+    auto diag = [&] { return e.diag({&app, &pod}); };
+    REQUIRE_WITH(diag(), app.ready);
+    auto r = e.curl({e.pod_url(9090, "/no-header")});
+    CHECK_WITH(show(r) + diag(), r.out == "local:/no-header:" + kEmptySha);
+    e.stop(app);
+    e.stop(pod);
+}
+
+TEST_CASE("config: ignore_ports leaves a port to the pod and port_mapping steals the mapped pod port") {
+    IncomingE2E e;
+    // ignore_ports: the app listens on 80 but subscribes nothing; the pod keeps answering.
+    Spawned ignored = e.start_local_app(
+        "ignored", 80, {{"feature", {{"network", {{"incoming", {{"mode", "steal"}, {"ignore_ports", {80}}}}}}}}},
+        {"--steal"});
+    REQUIRE_WITH(e.diag({&ignored}), ignored.ready);
+    auto r = e.curl({e.pod_url(80, "/hello.txt")});
+    CHECK_WITH(show(r) + e.diag({&ignored}), r.out == h::kPodHelloText);
+    CHECK(e.records("ignored").empty());
+    e.stop(ignored);
+
+    // port_mapping: the app listens on 18080 locally, the pod's 80 is stolen for it.
+    Spawned mapped = e.start_local_app(
+        "mapped", 18080,
+        {{"feature", {{"network", {{"incoming", {{"mode", "steal"}, {"port_mapping", {{18080, 80}}}}}}}}}},
+        {"--steal"});
+    auto diag = [&] { return e.diag({&mapped}); };
+    REQUIRE_WITH(diag(), mapped.ready);
+    CHECK_WITH(diag(), subscription_warning(mapped).empty());
+    auto m = e.curl({e.pod_url(80, "/mapped")});
+    CHECK_WITH(show(m) + diag(), m.out == "mapped:/mapped:" + kEmptySha);
+    e.stop(mapped);
+}
