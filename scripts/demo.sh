@@ -2,7 +2,8 @@
 # scripts/demo.sh — the main job: install, build, check a CodeNOW-style mirrord.json with
 # `mirrord verify-config`, create a demo pod with the test harness (namespaces, no Docker), show
 # what lives inside it and what a loopback-only laptop cannot reach, then run a local app on that
-# laptop under `mirrord exec -t pid/<pod>`: it sees the pod's env and files and reaches its services.
+# laptop under `mirrord exec -t pid/<pod>`: it sees the pod's env and files and reaches its services;
+# then a local HTTP server gets the pod's incoming requests (mirrored, then stolen with an HTTP filter).
 # Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
