@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <set>
 #include <string>
 
 #include "incoming/http1_framer.hpp"
@@ -22,6 +23,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr std::size_t kMaxPendingRequestBytes = 1u << 20;  // read-ahead of a keep-alive connection
+constexpr std::size_t kAppHighWater = 4u << 20;            // queued towards the pod's app before the remote is paused
 
 tcp::endpoint unmapped(const tcp::endpoint& ep) {
     if (ep.address().is_v6() && ep.address().to_v6().is_v4_mapped()) {
@@ -109,7 +111,7 @@ private:
     bool down_eof_ = false;        // the remote client sent FIN
     bool peer_eof_ = false;        // the other side finished: FIN sent (or queued) to the remote client
     bool closing_ = false;         // close once everything queued to the remote client is written
-    bool client_paused_ = false;   // the raw stream's client is congested
+    std::set<std::uint64_t> paused_streams_;  // streams whose client is congested: the remote is not read
 
     // raw
     std::uint64_t raw_id_ = 0;
@@ -163,7 +165,9 @@ void StolenConnection::start() {
     if (IncomingClient* owner = hub_.steal_owner(port_)) {
         mode_ = Mode::raw;
         raw_id_ = hub_.open_stream(*owner, weak, port_, remote_, local_, v1::INCOMING_MODE_STEAL);
-        client_paused_ = owner->incoming_congested();
+        if (owner->incoming_congested()) {
+            paused_streams_.insert(raw_id_);
+        }
         log::debug("steal: connection from " + protocol::describe(remote_.address(), remote_.port()) + " to port " +
                    std::to_string(port_) + " -> " + owner->client_label() + " (stream " + std::to_string(raw_id_) + ")");
     } else if (hub_.has_steal_filters(port_)) {
@@ -266,6 +270,9 @@ void StolenConnection::on_down_eof() {
 }
 
 void StolenConnection::on_down_drained() {
+    if (app_) {
+        app_->resume_reading();
+    }
     // Clients whose bytes were waiting here may read their links again.
     if (raw_id_ != 0) {
         hub_.stream_drained(raw_id_);
@@ -283,7 +290,8 @@ void StolenConnection::update_read_pause() {
     if (mode_ == Mode::closed) {
         return;
     }
-    bool pause = (mode_ == Mode::raw && client_paused_) || pending_.size() > kMaxPendingRequestBytes;
+    bool pause = !paused_streams_.empty() || pending_.size() > kMaxPendingRequestBytes ||
+                 (app_ && app_->queued_bytes() > kAppHighWater);
     if (pause) {
         down_->pause_reading();
     } else {
@@ -379,6 +387,15 @@ void StolenConnection::app_forget() {
 }
 
 void StolenConnection::on_app_data(std::string_view bytes) {
+    // The remote reads slower than the app answers: stop reading the app until the remote catches up.
+    struct PauseIfBacklogged {
+        StolenConnection& c;
+        ~PauseIfBacklogged() {
+            if (c.app_ && c.mode_ != Mode::closed && c.down_->queued_bytes() > kAppHighWater) {
+                c.app_->pause_reading();
+            }
+        }
+    } pause_check{*this};
     switch (mode_) {
         case Mode::passthrough:
             down_->write(bytes);
@@ -815,6 +832,7 @@ void StolenConnection::stream_client_shutdown(std::uint64_t id) {
 }
 
 void StolenConnection::stream_client_closed(std::uint64_t id, int err) {
+    paused_streams_.erase(id);
     switch (mode_) {
         case Mode::raw:
             if (err != 0) {
@@ -857,10 +875,12 @@ void StolenConnection::stream_client_closed(std::uint64_t id, int err) {
 }
 
 void StolenConnection::stream_set_paused(std::uint64_t id, bool paused) {
-    if (mode_ == Mode::raw && id == raw_id_) {
-        client_paused_ = paused;
-        update_read_pause();
+    if (paused) {
+        paused_streams_.insert(id);
+    } else {
+        paused_streams_.erase(id);
     }
+    update_read_pause();
 }
 
 std::size_t StolenConnection::stream_queued(std::uint64_t) const {
