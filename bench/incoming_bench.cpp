@@ -268,6 +268,8 @@ std::optional<Figures> ssh_path(Bench& b) {
                                         << "/authorized_keys\nPermitRootLogin yes\nGatewayPorts yes\nStrictModes no\n"
                                            "UsePAM no\nPidFile "
                                         << dir << "/sshd.pid\n";
+    std::error_code ec;
+    fs::create_directories("/run/sshd", ec);  // sshd's privilege separation dir
     pid_t sshd_pid = b.spawn_pod_net({sshd, "-D", "-e", "-f", dir + "/sshd_config"});
     std::this_thread::sleep_for(300ms);
     std::vector<std::string> argv = {ssh, "-N", "-i", dir + "/user_key", "-o", "StrictHostKeyChecking=no", "-o",
@@ -295,17 +297,16 @@ std::optional<Figures> ssh_path(Bench& b) {
                              "-m", "comment", "--comment", "bench-incoming-ssh", "-j", "REDIRECT", "--to-ports",
                              std::to_string(kSshBase + i)});
         }
-        for (auto& r : rules) {
-            std::vector<std::string> add = {"iptables", r[0], r[1], "-A"};
-            add.insert(add.end(), r.begin() + 2, r.end());
-            b.cluster.run_in(h::Ns::pod, add);
-        }
+        // iptables in the pod's netns with the host's files (the pod's /etc has no alternatives).
+        auto iptables = [&](const std::string& op, const std::vector<std::string>& r) {
+            std::vector<std::string> argv = {"nsenter", "--net=" + b.cluster.netns_path(h::Ns::pod), "iptables",
+                                             r[0], r[1], op};
+            argv.insert(argv.end(), r.begin() + 2, r.end());
+            return b.cluster.run_in(h::Ns::laptop, argv);
+        };
+        for (auto& r : rules) iptables("-A", r);
         f = b.measure("ssh", kSshBase + 100, kSshBase + 101, kSshBase + 102);
-        for (auto& r : rules) {
-            std::vector<std::string> del = {"iptables", r[0], r[1], "-D"};
-            del.insert(del.end(), r.begin() + 2, r.end());
-            b.cluster.run_in(h::Ns::pod, del);
-        }
+        for (auto& r : rules) iptables("-D", r);
     } else {
         std::printf("ssh: skipped (the reverse tunnel did not come up: %s)\n",
                     read_text(b.cluster.spawn_log(ssh_pid)).c_str());
