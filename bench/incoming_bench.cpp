@@ -81,6 +81,18 @@ bool wait_log(const h::Cluster& c, pid_t pid, const std::string& marker, std::ch
     return false;
 }
 
+// How the app's latest sink connection ended ("eof", an error text, or "open" if none ended
+// after `after` bytes of log).
+std::string last_sink_end(const h::Cluster& c, pid_t pid, std::size_t after) {
+    std::string log = read_text(c.spawn_log(pid));
+    auto at = log.rfind("sink_end ");
+    if (at == std::string::npos || at < after) return "open";
+    auto how = log.find("how=", at);
+    auto eol = log.find('\n', at);
+    if (how == std::string::npos || how > eol) return "?";
+    return log.substr(how + 4, eol - how - 4);
+}
+
 // The last "sink_total=N" the app printed.
 unsigned long long sink_total(const h::Cluster& c, pid_t pid) {
     std::string log = read_text(c.spawn_log(pid));
@@ -417,8 +429,8 @@ int main(int argc, char** argv) {
     }
     auto agents = agent_pids(b.agent, cluster->pod_pid());
     pid_t agent_pid = agents.size() == 1 ? agents[0] : -1;
-    std::printf("%-22s %10s %14s %12s %14s %12s %14s\n", "mirror rate", "sent MB", "achieved Mbit/s", "captured MB",
-                "captured/sent", "agent CPU s", "agent CPU s/GB");
+    std::printf("%-22s %10s %14s %12s %14s %12s %14s  %s\n", "mirror rate", "sent MB", "achieved Mbit/s", "captured MB",
+                "captured/sent", "agent CPU s", "agent CPU s/GB", "local copy ended");
     double max_mbit = 0;
     for (double rate : {0.0, 1000.0, 100.0}) {
         if (rate > 0 && max_mbit > 0 && max_mbit < rate) {
@@ -430,6 +442,7 @@ int main(int argc, char** argv) {
         double secs = quick ? 0.5 : 2.0;
         std::size_t n = rate > 0 ? static_cast<std::size_t>(rate * 1e6 / 8 * secs) : b.bytes;
         unsigned long long before = sink_total(*cluster, m);
+        const std::size_t log_before = read_text(cluster->spawn_log(m)).size();
         double cpu0 = agent_pid > 0 ? cpu_seconds(agent_pid) : -1;
         auto r = b.in_peer({b.tool, "send", h::kPodIp, std::to_string(kSinkPort), std::to_string(n),
                             std::to_string(rate)});
@@ -448,9 +461,10 @@ int main(int argc, char** argv) {
         }
         double cpu = agent_pid > 0 ? cpu_seconds(agent_pid) - cpu0 : -1;
         std::string label = rate > 0 ? std::to_string(static_cast<int>(rate)) + " Mbit/s" : "highest (pod app)";
-        std::printf("%-22s %10.1f %14.1f %12.1f %13.4f %12.2f %14.2f\n", label.c_str(), static_cast<double>(n) / 1e6,
+        std::printf("%-22s %10.1f %14.1f %12.1f %13.4f %12.2f %14.2f  %s\n", label.c_str(), static_cast<double>(n) / 1e6,
                     sf["mbit"], static_cast<double>(got) / 1e6, n > 0 ? static_cast<double>(got) / static_cast<double>(n) : 0,
-                    cpu, cpu >= 0 ? cpu / (static_cast<double>(n) / 1e9) : -1);
+                    cpu, cpu >= 0 ? cpu / (static_cast<double>(n) / 1e9) : -1,
+                    last_sink_end(*cluster, m, log_before).c_str());
         if (r.exit_code != 0) std::fprintf(stderr, "bench_incoming: send failed: %s%s\n", r.out.c_str(), r.err.c_str());
         std::fflush(stdout);
     }

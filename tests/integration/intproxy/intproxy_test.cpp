@@ -367,13 +367,16 @@ TEST_CASE("the agent dies: the intproxy closes every layer session and exits") {
     CHECK(s.proxy.log().find("agent connection was lost") != std::string::npos);
 }
 
-TEST_CASE("listen: the agent's refusal (ENOTSUP today) is passed back, unlisten of it is a no-op") {
+TEST_CASE("listen: the agent's refusal is passed back and unlisten of it is a no-op") {
     PodSetup s;
     LayerClient layer(s.proxy.port);
     layer.hello();
-    auto r = layer.request(listen_msg(8080, ip_port("127.0.0.1", 40123)));
+    auto bad = listen_msg(8080, ip_port("127.0.0.1", 40123), v1::INCOMING_MODE_STEAL);
+    bad.mutable_listen()->mutable_http_filter()->set_header_regex("x-user: (");  // does not compile
+    auto r = layer.request(bad);
     REQUIRE(r.has_error());
-    CHECK(r.error().code() == ENOTSUP);
+    CHECK(r.error().code() == EINVAL);
+    CHECK_THAT(r.error().message(), Catch::Contains("x-user: ("));
     CHECK(layer.request(unlisten_msg(8080)).has_ok());
     v1::LayerMessage meta;
     *meta.mutable_connection_metadata()->mutable_peer_as_seen() = ip_port("127.0.0.1", 1234);

@@ -407,7 +407,7 @@ def cmd_threads(args):
 
 
 def cmd_listen(_args):
-    # Incoming traffic is not served yet (issue 5): the app's own listener must keep working.
+    # A listener whose port mirrord subscribes (mirror) still takes the app's own local connections.
     def serve():
         srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
