@@ -8,7 +8,7 @@
 //     else the same IP on port 0, and a non-local IP (the pod's, from the app's config) is
 //     replaced by loopback; getsockname keeps reporting the requested address.
 //   listen(): the real listen, then LayerListen{port after port_mapping, where we listen, mode,
-//     http filter}. If the intproxy refuses (today the agent answers ENOTSUP), the local
+//     http filter}. If the intproxy refuses (the agent could not subscribe the port), the local
 //     listener keeps working and one `mirrord:` warning line goes to stderr.
 //   accept()/accept4(): the real accept; on a subscribed listener, ConnectionMetadataRequest
 //     tells the real remote client, which the app sees (and getpeername/getsockname later).

@@ -5,7 +5,7 @@
 //     LayerHello, GetAddrInfo from a name table, LayerConnect by handing out the address of a
 //     local server (TCP: HTTP for ports 80/8080, echo otherwise; UDP: a new datagram echo socket
 //     per flow),
-//     LayerListen with ENOTSUP (as the agent does today), FileReadWhole("/etc/hostname"), and
+//     LayerListen with ENOTSUP (a refused subscription), FileReadWhole("/etc/hostname"), and
 //     records every message it got as a line of text for the tests to check.
 //   - local servers: a dual-stack HTTP responder, TCP echo and UDP echo ("echo:" + payload).
 // Everything lives until the test binary exits (threads detached, never torn down).
