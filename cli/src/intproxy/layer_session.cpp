@@ -58,6 +58,21 @@ void LayerSession::send(const v1::ProxyMessage& m) {
     if (closed_) {
         return;
     }
+    // The layer decodes Error.message into a fixed 256-byte array (nanopb): a longer text would
+    // fail the whole decode, so it is cut (at a UTF-8 boundary) with "..." instead.
+    constexpr size_t kLayerErrorText = 255;
+    if (m.has_error() && m.error().message().size() > kLayerErrorText) {
+        v1::ProxyMessage cut = m;
+        std::string& text = *cut.mutable_error()->mutable_message();
+        size_t keep = kLayerErrorText - 3;
+        while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) {
+            --keep;
+        }
+        text.resize(keep);
+        text += "...";
+        send(cut);
+        return;
+    }
     try {
         protocol::append_frame(out_pending_, m);
     } catch (const protocol::ProtocolError& e) {

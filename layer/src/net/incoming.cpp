@@ -209,7 +209,7 @@ int listen_managed(int fd, int backlog) {
     bool ok = r == 0 && reply.which_body == mirrord_v1_ProxyMessage_subscribed_tag;
     if (!ok) {
         const char* why = r > 0 ? strerror(r) : r < 0 ? "resolver error" : "unexpected reply";
-        if (r == 0 && reply.which_body == mirrord_v1_ProxyMessage_error_tag && reply.body.error.message[0] != '\0') {
+        if (reply.which_body == mirrord_v1_ProxyMessage_error_tag && reply.body.error.message[0] != '\0') {
             why = reply.body.error.message;
         }
         warn_line("port %u is not %s from the target (%s); the app's local listener on %s keeps working",

@@ -176,8 +176,9 @@ std::string IncomingE2E::start_shared_agent(const std::string& token, const std:
 std::string IncomingE2E::pod_rules() {
     std::string out;
     const std::vector<std::vector<std::string>> tools = {
-        {"iptables-save"},        {"ip6tables-save"},           {"iptables-legacy-save"},
-        {"ip6tables-legacy-save"}, {"nft", "list", "ruleset"},
+        {"iptables-save"},          {"ip6tables-save"},        {"iptables-nft-save"},
+        {"ip6tables-nft-save"},     {"iptables-legacy-save"},  {"ip6tables-legacy-save"},
+        {"nft", "list", "ruleset"},
     };
     // In the pod's netns with the host's files: the pod's own /etc has no /etc/alternatives, so
     // `iptables-save` would not resolve there (the agent, too, uses the host's tools).

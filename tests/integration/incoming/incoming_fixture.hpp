@@ -86,7 +86,8 @@ public:
     // (token in MIRRORD_AGENT_TOKEN); returns "127.0.0.1:PORT" from its ready line.
     std::string start_shared_agent(const std::string& token, const std::vector<std::string>& env = {});
 
-    // iptables-save, ip6tables-save, iptables-legacy-save, ip6tables-legacy-save and
+    // iptables-save, ip6tables-save (whatever the alternatives point to), the -nft- and -legacy-
+    // variants of both, and
     // `nft list ruleset` run in the pod's netns (host files), concatenated with "### tool" headers.
     std::string pod_rules();
     // The lines of pod_rules() that mention "mirrord" (case-insensitive).

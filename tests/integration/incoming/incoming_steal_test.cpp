@@ -5,7 +5,8 @@
 // agent inherits); 50 parallel keep-alive clients x 100 requests all answered by the local app;
 // after the session ends, and within 1 s after `kill -9` of the agent, the pod answers again and
 // no rule mentioning mirrord is left in the pod's netns (iptables-save, ip6tables-save, the legacy
-// ones, nft list ruleset); two clients of one agent stealing one port: on_concurrent_steal abort
+// and nft variants, nft list ruleset); new connections over IPv6 and from inside the pod on
+// loopback are stolen too; two clients of one agent stealing one port: on_concurrent_steal abort
 // (default) refuses the second with an error naming the port, override hands the port over.
 // Needs root (the harness main exits 77 = Skipped otherwise).
 #include <signal.h>
@@ -33,7 +34,7 @@ std::vector<std::string> backend_env(const std::string& backend) {
 
 // The rule dump a backend's rules show up in (empty: sk_lookup, which has no rules).
 std::string rules_tool_of(const std::string& backend) {
-    if (backend == "iptables-nft") return "iptables-save";
+    if (backend == "iptables-nft") return "iptables-nft-save";
     if (backend == "iptables-legacy") return "iptables-legacy-save";
     if (backend == "nft") return "nft";
     return "";

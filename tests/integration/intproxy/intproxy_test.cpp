@@ -378,6 +378,15 @@ TEST_CASE("listen: the agent's refusal is passed back and unlisten of it is a no
     CHECK(r.error().code() == EINVAL);
     CHECK_THAT(r.error().message(), Catch::Contains("x-user: ("));
     CHECK(layer.request(unlisten_msg(8080)).has_ok());
+    // A reason longer than the layer's fixed 255-byte text field is cut, never sent whole (the
+    // layer's nanopb decode would fail on it).
+    auto longer = listen_msg(8081, ip_port("127.0.0.1", 40124), v1::INCOMING_MODE_STEAL);
+    longer.mutable_listen()->mutable_http_filter()->set_header_regex("x-user: (" + std::string(400, 'a'));
+    auto r2 = layer.request(longer);
+    REQUIRE(r2.has_error());
+    CHECK(r2.error().code() == EINVAL);
+    CHECK(r2.error().message().size() <= 255);
+    CHECK_THAT(r2.error().message(), Catch::EndsWith("..."));
     v1::LayerMessage meta;
     *meta.mutable_connection_metadata()->mutable_peer_as_seen() = ip_port("127.0.0.1", 1234);
     CHECK(layer.request(meta).error().code() == ENOENT);

@@ -329,7 +329,7 @@ void FakeIntproxy::serve(int fd) {
                         sub = subscribe_;
                     }
                     if (sub == 0 || m.listen().port() != sub) {
-                        error(id, ENOTSUP, "incoming traffic is not served by this agent yet");
+                        error(id, ENOTSUP, "the fake cluster refuses this subscription");
                         continue;
                     }
                     r.mutable_subscribed()->set_port(sub);

@@ -378,7 +378,7 @@ TEST_CASE("C probe non-blocking connect with epoll, dup2, fork and exec keep the
     CHECK(p.count("connect tcp 10.1.2.3:7") == 1);
 }
 
-TEST_CASE("listen: the intproxy's ENOTSUP keeps the local listener working with one warning line") {
+TEST_CASE("listen: a refused subscription keeps the local listener working with one warning line") {
     auto& p = cluster();
     auto r = run({PROBE_PATH, "listen", "18080"});
     INFO(describe(r));
@@ -389,6 +389,7 @@ TEST_CASE("listen: the intproxy's ENOTSUP keeps the local listener working with 
     CHECK(p.count("listen 18080 mode=1 filter=no") == 1);
     CHECK(count_lines_starting(r.err, "mirrord:") == 1);
     CHECK(has(r.err, "18080"));
+    CHECK(has(r.err, "the fake cluster refuses this subscription"));  // the reason, not just strerror
     CHECK(p.count("connect ") == 0);  // the self-connection stayed local
 
     // The requested port is taken locally (by the fake cluster's echo server): the listener is
