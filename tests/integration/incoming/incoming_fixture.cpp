@@ -137,6 +137,29 @@ Spawned IncomingE2E::start_pod_h2(int port) {
     return s;
 }
 
+Spawned IncomingE2E::start_two_phase_client(int port, const std::string& go) {
+    Spawned s;
+    s.pid = cluster().spawn_in(h::Ns::peer, {kPython, incoming_program("incoming_two_phase_client.py"), cluster().pod_ip(),
+                                             std::to_string(port), go});
+    s.log = cluster().spawn_log(s.pid);
+    s.ready = wait_for_log(s, "PHASE1_DONE", 10s);
+    return s;
+}
+
+nlohmann::json IncomingE2E::two_phase_result(const Spawned& client) {
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!process_dead(client.pid) && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    std::istringstream in(log_of(client));
+    std::string line;
+    nlohmann::json found = nlohmann::json::object();
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] != '{') continue;
+        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (!j.is_discarded()) found = std::move(j);
+    }
+    return found;
+}
+
 h::RunResult IncomingE2E::peer(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
     h::RunOptions ro;
     ro.timeout = timeout;

@@ -76,6 +76,12 @@ public:
     // incoming_h2.js inside the pod (node -e TEXT pod PORT); waits READY.
     Spawned start_pod_h2(int port);
 
+    // incoming_two_phase_client.py started in the peer against pod:port: its first request is
+    // done (on a keep-alive connection) when this returns; `go` (a path) releases phase 2.
+    Spawned start_two_phase_client(int port, const std::string& go);
+    // Waits (20 s) for that client to end and returns its JSON line ({} if none).
+    nlohmann::json two_phase_result(const Spawned& client);
+
     // A client in the peer netns.
     h::RunResult peer(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 20s);
     // curl -sS -m 10 ARGS in the peer netns.

@@ -113,3 +113,28 @@ TEST_CASE("mirror: two clients of one agent mirroring one port both see the traf
     e.stop(b);
     e.stop(pod);
 }
+
+TEST_CASE("mirror: a keep-alive connection open before the subscription is joined at its next request") {
+    IncomingE2E e;
+    Spawned pod = e.start_pod_http(8080);
+    const std::string go = e.cluster().scratch_dir() + "/go-mirror";
+    Spawned client = e.start_two_phase_client(8080, go);
+    REQUIRE_WITH(e.diag({&client, &pod}), client.ready);
+    Spawned app = e.start_local_app("local", 8080, kMirror);
+    auto diag = [&] { return e.diag({&app, &client, &pod}); };
+    REQUIRE_WITH(diag(), app.ready);
+    std::ofstream(go) << "go\n";
+    auto j = e.two_phase_result(client);
+    INFO(j.dump(2));
+    const std::string empty = sha256_hex("");
+    CHECK(j["phase1"] == "pod:/phase/1:" + empty);
+    // Mirror never disturbs the pod's traffic: the old connection goes on.
+    CHECK(j["phase2"] == "pod:/phase/2:" + empty);
+    CHECK(j["phase3"] == "pod:/phase/3:" + empty);
+    // The already open flow is joined at the next request boundary; the new one is mirrored.
+    CHECK_WITH(diag(), e.wait_record("local", "/phase/3", 5s));
+    CHECK_WITH(diag(), e.wait_record("local", "/phase/2", 2s));
+    CHECK(find_record(e, "local", "/phase/1").empty());
+    e.stop(app);
+    e.stop(pod);
+}

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <regex>
 #include <set>
 #include <thread>
@@ -242,6 +243,8 @@ TEST_CASE("on_concurrent_steal: abort refuses a second client stealing the same 
     // The error names the port (80) and says it is about stealing.
     CHECK(std::regex_search(text, std::regex(R"(\b80\b)")));
     CHECK(std::regex_search(text, std::regex("steal|stolen", std::regex::icase)));
+    // ... and why: another session has it (the agent's reason reaches the app's stderr).
+    CHECK(std::regex_search(text, std::regex("already stolen", std::regex::icase)));
     if (outcome == "exited") {
         // A non-zero exit status: the harness reaps it in kill_spawned; the log must not be a success.
         CHECK(text.find("READY b ") == std::string::npos);
@@ -273,4 +276,26 @@ TEST_CASE("on_concurrent_steal: override hands the port to the second client") {
     CHECK_WITH(show(taken) + diag(), taken.out == "b:/taken:" + kEmptySha);
     e.stop(b);
     e.stop(a);
+}
+
+TEST_CASE("steal: a keep-alive connection open before the steal is flushed and the client reconnects to the local app") {
+    // mirrord's flush_connections (default on): established connections to the port are reset
+    // when the steal starts, so their clients reconnect and are stolen.
+    IncomingE2E e;
+    Spawned pod = e.start_pod_http(8080);
+    const std::string go = e.cluster().scratch_dir() + "/go-steal";
+    Spawned client = e.start_two_phase_client(8080, go);
+    REQUIRE_WITH(e.diag({&client, &pod}), client.ready);
+    Spawned app = e.start_local_app("local", 8080, kSteal, {"--steal"});
+    auto diag = [&] { return e.diag({&app, &client, &pod}); };
+    REQUIRE_WITH(diag(), app.ready);
+    std::ofstream(go) << "go\n";
+    auto j = e.two_phase_result(client);
+    INFO(j.dump(2) << "\n" << diag());
+    CHECK(j["phase1"] == "pod:/phase/1:" + kEmptySha);
+    // The old connection was reset (not answered by the pod any more).
+    CHECK(j["phase2"].is_object());
+    CHECK(j["phase3"] == "local:/phase/3:" + kEmptySha);
+    e.stop(app);
+    e.stop(pod);
 }
