@@ -364,6 +364,10 @@ struct PacketCapture::Impl {
         std::shared_ptr<Alive> token = alive;
         for (auto& ring : snapshot) {
             if (token->impl == nullptr) return;
+            if (!ring->closed && !ring->reading && !interface_exists(*ring)) {
+                drop_vanished(ring);
+                continue;
+            }
             if (!ring->closed && !ring->reading && block_ready(*ring)) read_blocks(ring);
         }
     }
@@ -415,9 +419,36 @@ struct PacketCapture::Impl {
             boost::asio::post(io, [token, ring] {
                 if (token->impl != nullptr && !ring->closed && !ring->reading) token->impl->read_blocks(ring);
             });
-        } else {
-            wait_readable(ring);
+            return;
         }
+        if (blocks_read == 0 && !socket_healthy(*ring)) {
+            // The interface went away (e.g. the pod's veth was deleted): its socket reports an error
+            // on every poll, which would spin the loop. Drop that ring; the others go on.
+            drop_vanished(ring);
+            return;
+        }
+        wait_readable(ring);
+    }
+
+    static bool interface_exists(const Ring& ring) {
+        char name[IF_NAMESIZE];
+        return ::if_indextoname(static_cast<unsigned>(ring.interface.index), name) != nullptr;
+    }
+
+    // An interface that disappeared (the tick notices it within ~100 ms, or its socket's error does).
+    void drop_vanished(const std::shared_ptr<Ring>& ring) {
+        std::shared_ptr<Ring> gone = ring;  // `ring` may refer to the element erased below
+        log::info("packet capture: interface " + gone->interface.name + " is gone; no longer capturing on it");
+        close_ring(*gone);
+        std::erase(rings, gone);
+    }
+
+    // Takes (and so clears) the socket's pending error. False when it says the interface is gone.
+    static bool socket_healthy(Ring& ring) {
+        int error = 0;
+        socklen_t length = sizeof(error);
+        if (::getsockopt(ring.descriptor.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) return false;
+        return error == 0 || interface_exists(ring);
     }
 
     void read_block(Ring& ring, tpacket_block_desc* block) {

@@ -544,3 +544,40 @@ TEST_CASE("mirror capture skips malformed frames and keeps capturing") {
     CHECK(exchange(*cluster, Ns::peer, cluster->pod_ip(), kHttpPort, request).rfind("HTTP/1.0 200", 0) == 0);
     CHECK(capture.wait_closed_flow(kHttpPort, request.size(), std::chrono::seconds(5), request).data == request);
 }
+
+TEST_CASE("mirror capture lets go of an interface that disappears and goes on with the others") {
+    const std::string engine_name = GENERATE(std::string("classic"), std::string("ebpf"));
+    INFO("engine " << engine_name);
+    auto cluster = h::Cluster::create();
+    CaptureThread capture(*cluster, engine_named(engine_name));
+    capture.set_ports({kHttpPort});
+    auto has = [](const std::vector<std::string>& v, const char* name) {
+        return std::find(v.begin(), v.end(), name) != v.end();
+    };
+    REQUIRE(has(capture.stats().interfaces, "eth0"));
+
+    // The pod's veth goes away (as when a pod is deleted while mirrored): its packet socket then
+    // reports an error on every poll. The capture must drop it, not spin on it.
+    auto del = cluster->run_in(Ns::pod, {"ip", "link", "del", "eth0"});
+    REQUIRE(del.exit_code == 0);
+    auto thread_cpu = [&] {
+        return capture.call([] {
+            timespec ts{};
+            ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+            return std::chrono::nanoseconds(ts.tv_sec * 1000000000LL + ts.tv_nsec);
+        });
+    };
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto cpu_before = thread_cpu();
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    auto busy = thread_cpu() - cpu_before;
+    CHECK(busy < std::chrono::milliseconds(150));  // a spinning loop takes ~600 ms of these 600
+    CHECK_FALSE(has(capture.stats().interfaces, "eth0"));
+
+    // Loopback capture goes on.
+    const std::string request = "GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    std::string reply = exchange(*cluster, Ns::pod, "127.0.0.1", kHttpPort, request);
+    CHECK(reply.rfind("HTTP/1.0 200", 0) == 0);
+    FlowRecord flow = capture.wait_closed_flow(kHttpPort, request.size(), std::chrono::seconds(5), request);
+    CHECK(flow.data == request);
+}
