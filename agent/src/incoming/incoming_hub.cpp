@@ -87,9 +87,9 @@ void IncomingHub::subscribe(IncomingClient& client, const v1::Subscribe& s) {
 void IncomingHub::subscribe_mirror(IncomingClient& client, std::uint16_t port,
                                    std::shared_ptr<HttpFilterMatcher> filter) {
     PortState& ps = ports_[port];
+    const PortState before = ps;
     auto it = std::find_if(ps.mirrors.begin(), ps.mirrors.end(), [&](const MirrorSub& m) { return m.client == &client; });
-    bool added = it == ps.mirrors.end();
-    if (added) {
+    if (it == ps.mirrors.end()) {
         ps.mirrors.push_back(MirrorSub{&client, filter});
     } else {
         it->filter = filter;
@@ -97,8 +97,9 @@ void IncomingHub::subscribe_mirror(IncomingClient& client, std::uint16_t port,
     try {
         update_capture_ports();
     } catch (const CaptureError& e) {
-        if (added) {
-            ps.mirrors.pop_back();
+        ps = before;
+        if (ps.mirrors.empty() && !ps.any_steal() && ps.waiting.empty() && !ps.redirected) {
+            ports_.erase(port);
         }
         throw IncomingError(EOPNOTSUPP, std::string("mirror of port ") + std::to_string(port) + ": " + e.what());
     }
@@ -109,58 +110,59 @@ void IncomingHub::subscribe_mirror(IncomingClient& client, std::uint16_t port,
 void IncomingHub::subscribe_steal(IncomingClient& client, std::uint16_t port, std::shared_ptr<HttpFilterMatcher> filter,
                                   v1::Subscribe::OnConcurrentSteal policy) {
     PortState& ps = ports_[port];
-    // A client subscribing again replaces its own subscription.
-    if (ps.owner == &client) ps.owner = nullptr;
-    std::erase_if(ps.filtered, [&](const FilteredSteal& f) { return f.client == &client; });
-    std::erase_if(ps.waiting, [&](const Waiting& w) { return w.client == &client; });
-
-    bool conflict = filter ? ps.owner != nullptr : ps.any_steal();
-    if (conflict) {
-        IncomingClient* other = ps.owner != nullptr ? ps.owner : ps.filtered.front().client;
-        switch (policy) {
-            case v1::Subscribe::ON_CONCURRENT_STEAL_CONTINUE:
-                ps.waiting.push_back(Waiting{&client, filter});
-                warn_client(client, "port " + std::to_string(port) + " is already stolen by another mirrord session (" +
-                                        other->client_label() +
-                                        "); on_concurrent_steal is \"continue\": this session gets the port when that "
-                                        "one lets it go");
-                log::info("steal: " + client.client_label() + " waits for port " + std::to_string(port));
-                return;
-            case v1::Subscribe::ON_CONCURRENT_STEAL_OVERRIDE: {
-                std::vector<IncomingClient*> losers;
-                if (ps.owner != nullptr) losers.push_back(ps.owner);
-                for (auto& f : ps.filtered) losers.push_back(f.client);
-                ps.owner = nullptr;
-                ps.filtered.clear();
-                for (IncomingClient* l : losers) {
-                    warn_client(*l, "port " + std::to_string(port) +
-                                        " was taken over by another mirrord session (on_concurrent_steal = override)");
-                }
-                log::info("steal: " + client.client_label() + " takes port " + std::to_string(port) + " over");
-                break;
-            }
-            default:
-                throw IncomingError(EADDRINUSE,
-                                    "port " + std::to_string(port) + " is already stolen by another mirrord session (" +
-                                        other->client_label() +
-                                        "); set feature.network.incoming.on_concurrent_steal to \"override\" to take "
-                                        "it over or \"continue\" to wait for it");
-        }
-    }
-    if (filter) {
-        ps.filtered.push_back(FilteredSteal{&client, filter});
-    } else {
-        ps.owner = &client;
-    }
+    const PortState before = ps;  // a refused or failed subscription changes nothing
+    std::vector<IncomingClient*> losers;
     try {
+        // A client subscribing again replaces its own subscription.
+        if (ps.owner == &client) ps.owner = nullptr;
+        std::erase_if(ps.filtered, [&](const FilteredSteal& f) { return f.client == &client; });
+        std::erase_if(ps.waiting, [&](const Waiting& w) { return w.client == &client; });
+
+        bool conflict = filter ? ps.owner != nullptr : ps.any_steal();
+        if (conflict) {
+            IncomingClient* other = ps.owner != nullptr ? ps.owner : ps.filtered.front().client;
+            switch (policy) {
+                case v1::Subscribe::ON_CONCURRENT_STEAL_CONTINUE:
+                    ps.waiting.push_back(Waiting{&client, filter});
+                    warn_client(client, "port " + std::to_string(port) +
+                                            " is already stolen by another mirrord session (" + other->client_label() +
+                                            "); on_concurrent_steal is \"continue\": this session gets the port when "
+                                            "that one lets it go");
+                    log::info("steal: " + client.client_label() + " waits for port " + std::to_string(port));
+                    return;
+                case v1::Subscribe::ON_CONCURRENT_STEAL_OVERRIDE:
+                    if (ps.owner != nullptr) losers.push_back(ps.owner);
+                    for (auto& f : ps.filtered) losers.push_back(f.client);
+                    ps.owner = nullptr;
+                    ps.filtered.clear();
+                    break;
+                default:
+                    throw IncomingError(EADDRINUSE,
+                                        "port " + std::to_string(port) +
+                                            " is already stolen by another mirrord session (" + other->client_label() +
+                                            "); set feature.network.incoming.on_concurrent_steal to \"override\" to "
+                                            "take it over or \"continue\" to wait for it");
+            }
+        }
+        if (filter) {
+            ps.filtered.push_back(FilteredSteal{&client, filter});
+        } else {
+            ps.owner = &client;
+        }
         update_redirect(port);
     } catch (...) {
-        if (filter) {
-            ps.filtered.pop_back();
-        } else {
-            ps.owner = nullptr;
+        ps = before;
+        if (ps.mirrors.empty() && !ps.any_steal() && ps.waiting.empty() && !ps.redirected) {
+            ports_.erase(port);
         }
         throw;
+    }
+    for (IncomingClient* l : losers) {
+        warn_client(*l, "port " + std::to_string(port) +
+                            " was taken over by another mirrord session (on_concurrent_steal = override)");
+    }
+    if (!losers.empty()) {
+        log::info("steal: " + client.client_label() + " takes port " + std::to_string(port) + " over");
     }
     log::info("steal: " + client.client_label() + " steals port " + std::to_string(port) +
               (filter ? " (HTTP filter: " + filter->describe() + ")" : "") + " via " + redirector_name() +

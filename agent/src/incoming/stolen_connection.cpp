@@ -92,9 +92,13 @@ private:
     void http1_final_response(bool keep_alive);
     void http1_exchange_complete();
     void http1_upgraded();
+    void shutdown_request_destination();
     void http2_start();
     void http2_check_finished();
     std::uint64_t stream_for(IncomingClient& client);
+    // Every client stream is opened and closed through these, so the pause set stays true.
+    std::uint64_t open_client_stream(IncomingClient& client);
+    void close_client_stream(std::uint64_t id, int err);
     // ending
     void maybe_done();
     void close_when_drained();
@@ -128,6 +132,7 @@ private:
     Http1Framer resp_{Http1Framer::Kind::response};
     bool exchange_ = false, routed_ = false, req_done_ = false, resp_done_ = false;
     bool head_request_ = false, request_keep_alive_ = true, upgraded_ = false;
+    bool dest_shut_ = false;  // the current request's destination was told the remote's EOF
     Dest cur_;
     std::string resp_pending_;
     std::map<IncomingClient*, std::uint64_t> client_streams_;  // one stream per matched client
@@ -164,10 +169,7 @@ void StolenConnection::start() {
     };
     if (IncomingClient* owner = hub_.steal_owner(port_)) {
         mode_ = Mode::raw;
-        raw_id_ = hub_.open_stream(*owner, weak, port_, remote_, local_, v1::INCOMING_MODE_STEAL);
-        if (owner->incoming_congested()) {
-            paused_streams_.insert(raw_id_);
-        }
+        raw_id_ = open_client_stream(*owner);
         log::debug("steal: connection from " + protocol::describe(remote_.address(), remote_.port()) + " to port " +
                    std::to_string(port_) + " -> " + owner->client_label() + " (stream " + std::to_string(raw_id_) + ")");
     } else if (hub_.has_steal_filters(port_)) {
@@ -253,11 +255,7 @@ void StolenConnection::on_down_eof() {
             } else if (!req_done_) {
                 // The request was cut short: let its destination see the end; its answer (if any)
                 // still goes back, then the connection closes.
-                if (cur_.app) {
-                    app_shutdown();
-                } else {
-                    hub_.stream_shutdown(cur_.stream);
-                }
+                shutdown_request_destination();
             }
             break;
         case Mode::http2:
@@ -505,9 +503,24 @@ std::uint64_t StolenConnection::stream_for(IncomingClient& client) {
     if (it != client_streams_.end() && hub_.stream_open(it->second)) {
         return it->second;
     }
-    std::uint64_t id = hub_.open_stream(client, weak_from_this(), port_, remote_, local_, v1::INCOMING_MODE_STEAL);
+    std::uint64_t id = open_client_stream(client);
     client_streams_[&client] = id;
     return id;
+}
+
+std::uint64_t StolenConnection::open_client_stream(IncomingClient& client) {
+    std::uint64_t id = hub_.open_stream(client, weak_from_this(), port_, remote_, local_, v1::INCOMING_MODE_STEAL);
+    if (client.incoming_congested()) {
+        paused_streams_.insert(id);  // resumed by stream_set_paused(false) when the client drains
+    }
+    return id;
+}
+
+void StolenConnection::close_client_stream(std::uint64_t id, int err) {
+    hub_.stream_close(id, err);
+    if (paused_streams_.erase(id) != 0) {
+        update_read_pause();
+    }
 }
 
 void StolenConnection::http1_route() {
@@ -563,6 +576,7 @@ void StolenConnection::http1_pump() {
             exchange_ = true;
             req_done_ = false;
             resp_done_ = false;
+            dest_shut_ = false;
         }
         if (n > 0) {
             http1_send(std::string_view(pending_).substr(0, n));
@@ -576,10 +590,26 @@ void StolenConnection::http1_pump() {
             break;
         }
     }
-    if (mode_ == Mode::http1 && down_eof_ && !exchange_ && pending_.empty()) {
-        close_when_drained();
+    if (mode_ == Mode::http1 && down_eof_ && !upgraded_) {
+        if (!exchange_) {
+            close_when_drained();  // no request in flight; a partial one left in pending_ can never complete
+        } else if (!req_done_) {
+            shutdown_request_destination();  // the request was cut short by the remote's EOF
+        }
     }
     update_read_pause();
+}
+
+void StolenConnection::shutdown_request_destination() {
+    if (dest_shut_) {
+        return;
+    }
+    dest_shut_ = true;
+    if (cur_.app) {
+        app_shutdown();
+    } else {
+        hub_.stream_shutdown(cur_.stream);
+    }
 }
 
 void StolenConnection::http1_dest_data(const Dest& from, std::string_view bytes) {
@@ -699,7 +729,7 @@ void StolenConnection::http1_dest_eof(const Dest& from) {
     } else {
         for (auto it = client_streams_.begin(); it != client_streams_.end(); ++it) {
             if (it->second == from.stream) {
-                hub_.stream_close(from.stream, 0);
+                close_client_stream(from.stream, 0);
                 client_streams_.erase(it);
                 break;
             }
@@ -745,8 +775,7 @@ void StolenConnection::http2_start() {
             if (c == h2_clients_.end()) {
                 return;
             }
-            std::uint64_t id =
-                hub_.open_stream(*c->second, weak_from_this(), port_, remote_, local_, v1::INCOMING_MODE_STEAL);
+            std::uint64_t id = open_client_stream(*c->second);
             s = h2_streams_.insert_or_assign(route, id).first;
         }
         hub_.stream_data(s->second, bytes);
@@ -758,7 +787,7 @@ void StolenConnection::http2_start() {
         }
         auto s = h2_streams_.find(route);
         if (s != h2_streams_.end()) {
-            hub_.stream_close(s->second, 0);
+            close_client_stream(s->second, 0);
             h2_streams_.erase(s);
         }
     };
@@ -802,7 +831,7 @@ void StolenConnection::stream_from_client(std::uint64_t id, std::string_view dat
                         h2_->upstream_data(r, data);
                     } catch (const std::exception& e) {
                         log::debug(std::string("steal: HTTP/2 from a client: ") + e.what());
-                        hub_.stream_close(id, EPROTO);
+                        close_client_stream(id, EPROTO);
                         h2_streams_.erase(r);
                         h2_->upstream_closed(r);
                     }
@@ -844,13 +873,19 @@ void StolenConnection::stream_client_closed(std::uint64_t id, int err) {
                 close_when_drained();
             }
             break;
-        case Mode::http1:
-            if (upgraded_ && !cur_.app && cur_.stream == id && err != 0) {
+        case Mode::http1: {
+            bool current = !cur_.app && cur_.stream == id;
+            if (current && err != 0 && (upgraded_ || (exchange_ && !resp_done_))) {
+                // The local app's side broke in the middle of an answer: the remote must not take a
+                // cut answer for a whole one.
                 down_->reset();
                 finish(err);
                 return;
             }
             http1_dest_eof(Dest{false, id});
+            if (current && upgraded_) {
+                close_when_drained();  // nobody left to take the remote's bytes
+            }
             for (auto it = client_streams_.begin(); it != client_streams_.end(); ++it) {
                 if (it->second == id) {
                     client_streams_.erase(it);
@@ -858,11 +893,19 @@ void StolenConnection::stream_client_closed(std::uint64_t id, int err) {
                 }
             }
             break;
+        }
         case Mode::http2:
             for (auto it = h2_streams_.begin(); it != h2_streams_.end(); ++it) {
                 if (it->second == id) {
                     Http2Bridge::Route r = it->first;
                     h2_streams_.erase(it);
+                    if (err != 0) {
+                        // The client itself is gone: forget it, a later match opens a new route.
+                        if (auto c = h2_clients_.find(r); c != h2_clients_.end()) {
+                            h2_route_of_.erase(c->second);
+                            h2_clients_.erase(c);
+                        }
+                    }
                     h2_->upstream_closed(r);
                     break;
                 }

@@ -420,3 +420,62 @@ TEST_CASE("a client that leaves resets its stolen connections", "[incoming_hub]"
     env.pump(20ms);
     CHECK(env.hub->stolen_connections() == 0);
 }
+
+TEST_CASE("a refused re-subscription leaves the client's earlier one in place", "[incoming_hub]") {
+    Env env;
+    FakeClient a("A"), b("B");
+    env.hub->subscribe(a, steal(8080, "x-user: a"));
+    env.hub->subscribe(b, steal(8080, "x-user: b"));
+    CHECK_THROWS_AS(env.hub->subscribe(a, steal(8080)), IncomingError);  // unfiltered: B is in the way
+    std::vector<std::pair<std::string, std::string>> ha{{"x-user", "a"}};
+    CHECK(env.hub->match_steal_filter(8080, {"GET", "/", &ha}) == &a);
+    CHECK(env.hub->steal_owner(8080) == nullptr);
+}
+
+TEST_CASE("a remote that leaves with half a pipelined request in flight ends the connection", "[incoming_hub]") {
+    Env env;
+    FakeClient a("A");
+    env.hub->subscribe(a, steal(env.port(), "x-user: me"));
+    tcp::socket remote = env.remote_connect();
+    const std::string r1 = "GET /a HTTP/1.1\r\nHost: pod\r\n\r\n";
+    send_all(remote, r1 + "GET /b HT");
+    remote.shutdown(tcp::socket::shutdown_send);
+    tcp::socket app = env.app_accept();
+    std::string at_app;
+    REQUIRE(read_exactly(env, app, at_app, r1.size()));
+    const std::string p1 = response("a");
+    send_all(app, p1);
+    std::string got;
+    bool eof = false;
+    REQUIRE(env.wait([&] {
+        got += drain(remote, &eof);
+        return eof;
+    }));
+    CHECK(got == p1);
+    REQUIRE(env.wait([&] {
+        env.pump(10ms);
+        return env.hub->stolen_connections() == 0;
+    }));
+}
+
+TEST_CASE("a local app that dies mid-answer resets the remote instead of ending cleanly", "[incoming_hub]") {
+    Env env;
+    FakeClient a("A");
+    env.hub->subscribe(a, steal(env.port(), "x-user: me"));
+    tcp::socket remote = env.remote_connect();
+    send_all(remote, "GET /x HTTP/1.1\r\nHost: pod\r\nX-User: me\r\n\r\n");
+    REQUIRE(env.wait([&] { return a.opened.size() == 1; }));
+    // An answer whose body runs until the connection closes, cut by the client's death.
+    env.hub->client_data(a, a.opened[0], "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial");
+    env.pump(20ms);
+    env.hub->client_gone(a);
+    std::string got;
+    boost::system::error_code error;
+    REQUIRE(env.wait([&] {
+        char buf[256];
+        std::size_t n = remote.read_some(asio::buffer(buf), error);
+        if (!error) got.append(buf, n);
+        return error && error != asio::error::would_block;
+    }));
+    CHECK(error == asio::error::connection_reset);
+}
