@@ -27,6 +27,17 @@ struct DiagRequest {
     inet_diag_req_v2 body;
 };
 
+DiagRequest diag_request(std::uint16_t type, std::uint16_t flags, int family) {
+    DiagRequest r{};
+    r.header.nlmsg_len = sizeof r;
+    r.header.nlmsg_type = type;
+    r.header.nlmsg_flags = flags;
+    r.body.sdiag_family = static_cast<std::uint8_t>(family);
+    r.body.sdiag_protocol = IPPROTO_TCP;
+    r.body.idiag_states = 1u << TCP_ESTABLISHED;
+    return r;
+}
+
 // Inodes of every socket this process holds (its accepted stolen connections among them).
 std::set<unsigned long> own_socket_inodes() {
     std::set<unsigned long> out;
@@ -90,13 +101,7 @@ FlushResult flush_established_connections(std::uint16_t port) {
         }
         timeval tv{2, 0};
         ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        DiagRequest dump{};
-        dump.header.nlmsg_len = sizeof dump;
-        dump.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-        dump.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-        dump.body.sdiag_family = static_cast<std::uint8_t>(family);
-        dump.body.sdiag_protocol = IPPROTO_TCP;
-        dump.body.idiag_states = 1u << TCP_ESTABLISHED;
+        DiagRequest dump = diag_request(SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, family);
         std::vector<inet_diag_sockid> victims;
         int err = transact(fd.get(), dump, [&](const inet_diag_msg& m) {
             if (ntohs(m.id.idiag_sport) == port && m.idiag_inode != 0 && mine.count(m.idiag_inode) == 0) {
@@ -108,13 +113,7 @@ FlushResult flush_established_connections(std::uint16_t port) {
             return result;
         }
         for (const auto& id : victims) {
-            DiagRequest destroy{};
-            destroy.header.nlmsg_len = sizeof destroy;
-            destroy.header.nlmsg_type = SOCK_DESTROY;
-            destroy.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-            destroy.body.sdiag_family = static_cast<std::uint8_t>(family);
-            destroy.body.sdiag_protocol = IPPROTO_TCP;
-            destroy.body.idiag_states = 1u << TCP_ESTABLISHED;
+            DiagRequest destroy = diag_request(SOCK_DESTROY, NLM_F_REQUEST | NLM_F_ACK, family);
             destroy.body.id = id;
             int e = transact(fd.get(), destroy, [](const inet_diag_msg&) {});
             if (e == 0) {

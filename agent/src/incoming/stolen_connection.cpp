@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -95,6 +96,7 @@ private:
     void shutdown_request_destination();
     void http2_start();
     void http2_check_finished();
+    std::optional<Http2Bridge::Route> h2_route_of_stream(std::uint64_t id) const;
     std::uint64_t stream_for(IncomingClient& client);
     // Every client stream is opened and closed through these, so the pause set stays true.
     std::uint64_t open_client_stream(IncomingClient& client);
@@ -804,6 +806,15 @@ void StolenConnection::http2_start() {
     http2_check_finished();
 }
 
+std::optional<Http2Bridge::Route> StolenConnection::h2_route_of_stream(std::uint64_t id) const {
+    for (const auto& [route, sid] : h2_streams_) {
+        if (sid == id) {
+            return route;
+        }
+    }
+    return std::nullopt;
+}
+
 void StolenConnection::http2_check_finished() {
     if (mode_ == Mode::http2 && h2_ && h2_->finished()) {
         close_when_drained();
@@ -824,18 +835,14 @@ void StolenConnection::stream_from_client(std::uint64_t id, std::string_view dat
             http1_dest_data(Dest{false, id}, data);
             break;
         case Mode::http2:
-            for (auto& [route, sid] : h2_streams_) {
-                if (sid == id) {
-                    Http2Bridge::Route r = route;
-                    try {
-                        h2_->upstream_data(r, data);
-                    } catch (const std::exception& e) {
-                        log::debug(std::string("steal: HTTP/2 from a client: ") + e.what());
-                        close_client_stream(id, EPROTO);
-                        h2_streams_.erase(r);
-                        h2_->upstream_closed(r);
-                    }
-                    break;
+            if (auto r = h2_route_of_stream(id)) {
+                try {
+                    h2_->upstream_data(*r, data);
+                } catch (const std::exception& e) {
+                    log::debug(std::string("steal: HTTP/2 from a client: ") + e.what());
+                    close_client_stream(id, EPROTO);
+                    h2_streams_.erase(*r);
+                    h2_->upstream_closed(*r);
                 }
             }
             http2_check_finished();
@@ -895,20 +902,16 @@ void StolenConnection::stream_client_closed(std::uint64_t id, int err) {
             break;
         }
         case Mode::http2:
-            for (auto it = h2_streams_.begin(); it != h2_streams_.end(); ++it) {
-                if (it->second == id) {
-                    Http2Bridge::Route r = it->first;
-                    h2_streams_.erase(it);
-                    if (err != 0) {
-                        // The client itself is gone: forget it, a later match opens a new route.
-                        if (auto c = h2_clients_.find(r); c != h2_clients_.end()) {
-                            h2_route_of_.erase(c->second);
-                            h2_clients_.erase(c);
-                        }
+            if (auto r = h2_route_of_stream(id)) {
+                h2_streams_.erase(*r);
+                if (err != 0) {
+                    // The client itself is gone: forget it, a later match opens a new route.
+                    if (auto c = h2_clients_.find(*r); c != h2_clients_.end()) {
+                        h2_route_of_.erase(c->second);
+                        h2_clients_.erase(c);
                     }
-                    h2_->upstream_closed(r);
-                    break;
                 }
+                h2_->upstream_closed(*r);
             }
             http2_check_finished();
             break;
