@@ -522,7 +522,17 @@ void IncomingHub::update_capture_ports() {
     }
 }
 
+void IncomingHub::forget_passthrough_port(std::uint16_t port) {
+    auto it = passthrough_ports_.find(port);
+    if (it != passthrough_ports_.end() && --it->second <= 0) {
+        passthrough_ports_.erase(it);
+    }
+}
+
 void IncomingHub::mirror_open(std::uint64_t flow, const tcp::endpoint& client, const tcp::endpoint& server) {
+    if (passthrough_ports_.count(client.port()) != 0 && client.address() == server.address()) {
+        return;  // the agent's own passthrough connection to the app (from the pod's own address)
+    }
     log::debug("mirror: flow " + std::to_string(flow) + " " + protocol::describe(client.address(), client.port()) +
                " -> " + protocol::describe(server.address(), server.port()));
     auto it = ports_.find(server.port());

@@ -114,6 +114,10 @@ public:
     // Exempts a passthrough socket from the redirection (see Redirector::exempt); returns 0 or an errno.
     int exempt(boost::asio::ip::tcp::socket& socket, std::function<void()>& release);
     void connection_finished(const void* connection);
+    // Source ports of the agent's own passthrough connections: the mirror never copies those
+    // flows (they repeat, from inside the pod, requests it already copied from the remote).
+    void note_passthrough_port(std::uint16_t port) { ++passthrough_ports_[port]; }
+    void forget_passthrough_port(std::uint16_t port);
 
     // ---- status (tests, logs)
     std::string redirector_name() const;
@@ -182,6 +186,7 @@ private:
     std::unique_ptr<PacketCapture> capture_;
     std::map<std::uint64_t, std::unique_ptr<MirrorFlow>> mirror_flows_;
     std::map<const void*, std::shared_ptr<void>> connections_;  // live StolenConnections
+    std::map<std::uint16_t, int> passthrough_ports_;            // source port -> live passthrough sockets
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -82,6 +82,7 @@ private:
     void on_app_eof();
     void on_app_error(int err);
     void app_forget();
+    void forget_app_source_port();
     // modes
     void detect();
     void to_passthrough();
@@ -128,6 +129,7 @@ private:
     bool app_shutdown_pending_ = false;
     std::string app_queue_;  // bytes for the app while it connects
     std::uint64_t app_generation_ = 0;
+    std::uint16_t app_source_port_ = 0;  // registered with the hub while the passthrough socket lives
 
     // HTTP/1
     Http1Framer req_{Http1Framer::Kind::request};
@@ -352,7 +354,34 @@ void StolenConnection::app_connect() {
                 conn->shutdown_write();
             }
         },
-        [hub, release](tcp::socket& socket) { return hub->exempt(socket, *release); });
+        [this, weak, hub, release](tcp::socket& socket) {
+            int err = hub->exempt(socket, *release);
+            if (err != 0) {
+                return err;
+            }
+            // Bound before connecting, so the mirror knows this connection is the agent's own (and
+            // does not copy it as if a client of the pod had made it) before its SYN is captured.
+            boost::system::error_code ec;
+            if (socket.local_endpoint(ec).port() == 0 || ec) {
+                socket.bind(tcp::endpoint(local_.address().is_v6() ? tcp::v6() : tcp::v4(), 0), ec);
+                if (ec) {
+                    return ec.value() != 0 ? ec.value() : EADDRNOTAVAIL;
+                }
+            }
+            if (auto s = weak.lock()) {
+                s->forget_app_source_port();
+                s->app_source_port_ = socket.local_endpoint(ec).port();
+                hub->note_passthrough_port(s->app_source_port_);
+            }
+            return 0;
+        });
+}
+
+void StolenConnection::forget_app_source_port() {
+    if (app_source_port_ != 0) {
+        hub_.forget_passthrough_port(app_source_port_);
+        app_source_port_ = 0;
+    }
 }
 
 void StolenConnection::app_write(std::string_view bytes) {
@@ -380,6 +409,7 @@ void StolenConnection::app_forget() {
         app_->close();
         app_.reset();
     }
+    forget_app_source_port();
     ++app_generation_;  // a connect in flight is dropped when it completes
     app_connecting_ = false;
     app_shutdown_pending_ = false;

@@ -6,6 +6,7 @@
 // Needs root (the harness main exits 77 = Skipped otherwise).
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <thread>
 
 #include "incoming_fixture.hpp"
 
@@ -111,6 +112,44 @@ TEST_CASE("mirror: two clients of one agent mirroring one port both see the traf
     }
     e.stop(a);
     e.stop(b);
+    e.stop(pod);
+}
+
+TEST_CASE("mirror: next to a filtered steal of the same port each request is copied once") {
+    // One agent, two clients: "m" mirrors 8080, "s" steals the requests with x-mine: 1. The agent's
+    // own passthrough connection (for the requests "s" does not take) goes to the pod's app from
+    // inside the pod; the mirror must not copy those requests a second time.
+    IncomingE2E e;
+    Spawned pod = e.start_pod_http(8080);
+    const std::string token = "incoming-e2e-mirror-steal-token";
+    const std::string addr = e.start_shared_agent(token);
+    const std::vector<std::string> env = {"MIRRORD_AGENT_TOKEN=" + token};
+    const nlohmann::json steal_filtered = {
+        {"feature",
+         {{"network",
+           {{"incoming", {{"mode", "steal"}, {"http_filter", {{"header_filter", "x-mine: 1"}, {"ports", {8080}}}}}}}}}}};
+    Spawned m = e.start_local_app("m", 8080, kMirror, {}, env, addr);
+    Spawned st = e.start_local_app("s", 8080, steal_filtered, {}, env, addr);
+    auto diag = [&] { return e.diag({&m, &st, &pod}); };
+    REQUIRE_WITH(diag(), m.ready);
+    REQUIRE_WITH(diag(), st.ready);
+
+    auto to_pod = e.curl({e.pod_url(8080, "/both/pod")});
+    CHECK_WITH(show(to_pod), to_pod.out == "pod:/both/pod:" + sha256_hex(""));
+    auto to_s = e.curl({"-H", "x-mine: 1", e.pod_url(8080, "/both/s")});
+    CHECK_WITH(show(to_s), to_s.out == "s:/both/s:" + sha256_hex(""));
+    REQUIRE_WITH(diag(), e.wait_record("m", "/both/pod", 5s));
+    REQUIRE_WITH(diag(), e.wait_record("m", "/both/s", 5s));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a duplicate would have arrived by now
+    int copies_pod = 0, copies_s = 0;
+    for (auto& r : e.records("m")) {
+        copies_pod += r.value("path", "") == "/both/pod";
+        copies_s += r.value("path", "") == "/both/s";
+    }
+    CHECK_WITH(diag(), copies_pod == 1);
+    CHECK_WITH(diag(), copies_s == 1);
+    e.stop(m);
+    e.stop(st);
     e.stop(pod);
 }
 
