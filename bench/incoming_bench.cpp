@@ -255,7 +255,7 @@ void print_row(const char* label, const std::vector<std::optional<Figures>>& col
 // route), and forwards pod 0.0.0.0:9100-9102 to the plain local app; an iptables nat PREROUTING
 // REDIRECT (comment bench-incoming-ssh, removed afterwards) sends the pod's ports 9200-9202 to
 // them (other ports than the pod app's, so the pod app keeps serving the mirror part). Returns
-// nullopt (with the reason printed) when it cannot be built. Not run on this machine (no sshd).
+// nullopt (with the reason printed) when it cannot be built (e.g. openssh-server/-client not installed).
 std::optional<Figures> ssh_path(Bench& b) {
     const std::string sshd = fs::exists("/usr/sbin/sshd") ? "/usr/sbin/sshd" : "";
     const std::string ssh = fs::exists("/usr/bin/ssh") ? "/usr/bin/ssh" : "";
