@@ -20,6 +20,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr std::size_t kMaxMirrorPending = 1u << 20;
+constexpr std::chrono::seconds kPassthroughMemory{5};
 
 const char* policy_name(v1::Subscribe::OnConcurrentSteal p) {
     switch (p) {
@@ -522,15 +523,39 @@ void IncomingHub::update_capture_ports() {
     }
 }
 
+void IncomingHub::note_passthrough_port(std::uint16_t port) {
+    ++passthrough_ports_[port];
+    if (passthrough_recent_.size() > 4096) {  // prune the expired ones now and then
+        auto now = std::chrono::steady_clock::now();
+        std::erase_if(passthrough_recent_, [&](const auto& e) { return e.second < now; });
+    }
+}
+
 void IncomingHub::forget_passthrough_port(std::uint16_t port) {
     auto it = passthrough_ports_.find(port);
     if (it != passthrough_ports_.end() && --it->second <= 0) {
         passthrough_ports_.erase(it);
+        passthrough_recent_[port] = std::chrono::steady_clock::now() + kPassthroughMemory;
     }
 }
 
+bool IncomingHub::is_passthrough_port(std::uint16_t port) {
+    if (passthrough_ports_.count(port) != 0) {
+        return true;
+    }
+    auto it = passthrough_recent_.find(port);
+    if (it == passthrough_recent_.end()) {
+        return false;
+    }
+    if (it->second < std::chrono::steady_clock::now()) {
+        passthrough_recent_.erase(it);
+        return false;
+    }
+    return true;
+}
+
 void IncomingHub::mirror_open(std::uint64_t flow, const tcp::endpoint& client, const tcp::endpoint& server) {
-    if (passthrough_ports_.count(client.port()) != 0 && client.address() == server.address()) {
+    if (client.address() == server.address() && is_passthrough_port(client.port())) {
         return;  // the agent's own passthrough connection to the app (from the pod's own address)
     }
     log::debug("mirror: flow " + std::to_string(flow) + " " + protocol::describe(client.address(), client.port()) +

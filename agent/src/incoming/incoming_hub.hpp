@@ -116,8 +116,9 @@ public:
     void connection_finished(const void* connection);
     // Source ports of the agent's own passthrough connections: the mirror never copies those
     // flows (they repeat, from inside the pod, requests it already copied from the remote).
-    void note_passthrough_port(std::uint16_t port) { ++passthrough_ports_[port]; }
+    void note_passthrough_port(std::uint16_t port);
     void forget_passthrough_port(std::uint16_t port);
+    bool is_passthrough_port(std::uint16_t port);
 
     // ---- status (tests, logs)
     std::string redirector_name() const;
@@ -187,6 +188,9 @@ private:
     std::map<std::uint64_t, std::unique_ptr<MirrorFlow>> mirror_flows_;
     std::map<const void*, std::shared_ptr<void>> connections_;  // live StolenConnections
     std::map<std::uint16_t, int> passthrough_ports_;            // source port -> live passthrough sockets
+    // Closed passthrough ports, still recognised until this time: the capture may read a short
+    // connection's SYN only after the connection is already over.
+    std::map<std::uint16_t, std::chrono::steady_clock::time_point> passthrough_recent_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
