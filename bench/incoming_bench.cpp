@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "mirrord/harness/cluster.hpp"
+#include "process.hpp"
 
 namespace h = mirrord::harness;
 namespace fs = std::filesystem;
@@ -100,19 +101,6 @@ unsigned long long sink_total(const h::Cluster& c, pid_t pid) {
     return at == std::string::npos ? 0 : std::strtoull(log.c_str() + at + 11, nullptr, 10);
 }
 
-std::vector<std::string> proc_argv(pid_t pid) {
-    std::string raw = read_text("/proc/" + std::to_string(pid) + "/cmdline");
-    std::vector<std::string> argv;
-    std::size_t start = 0;
-    while (start < raw.size()) {
-        std::size_t end = raw.find('\0', start);
-        if (end == std::string::npos) end = raw.size();
-        argv.push_back(raw.substr(start, end - start));
-        start = end + 1;
-    }
-    return argv;
-}
-
 // Agents serving this pod (argv has --target-pid POD and the binary is our mirrord-agent).
 std::vector<pid_t> agent_pids(const std::string& agent_bin, pid_t pod) {
     std::vector<pid_t> out;
@@ -125,7 +113,7 @@ std::vector<pid_t> agent_pids(const std::string& agent_bin, pid_t pod) {
         std::error_code lec;
         std::string exe = fs::read_symlink("/proc/" + n + "/exe", lec).string();
         if (lec || (exe != want && exe != want + " (deleted)")) continue;
-        auto argv = proc_argv(p);
+        auto argv = mirrord::test::proc_argv(p);
         for (std::size_t i = 0; i + 1 < argv.size(); ++i) {
             if (argv[i] == "--target-pid" && argv[i + 1] == std::to_string(pod)) out.push_back(p);
         }

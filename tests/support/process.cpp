@@ -1,6 +1,9 @@
 // process.cpp: spawn, wait and kill test child processes (see process.hpp).
 #include "process.hpp"
 
+#include <fstream>
+#include <iterator>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -66,6 +69,20 @@ void kill_and_reap(pid_t& pid) {
         ::waitpid(pid, nullptr, 0);
         pid = -1;
     }
+}
+
+std::vector<std::string> proc_argv(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::string> argv;
+    std::size_t start = 0;
+    while (start < raw.size()) {
+        std::size_t end = raw.find('\0', start);
+        if (end == std::string::npos) end = raw.size();
+        argv.push_back(raw.substr(start, end - start));
+        start = end + 1;
+    }
+    return argv;
 }
 
 }  // namespace mirrord::test

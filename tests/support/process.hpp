@@ -25,5 +25,7 @@ SpawnedProcess spawn_with_pipes(const std::vector<std::string>& argv, const std:
 int wait_child_exit(pid_t& pid, std::chrono::milliseconds timeout);
 // SIGKILL and reap (nothing if pid is -1); sets pid to -1.
 void kill_and_reap(pid_t& pid);
+// The argv of a running process from /proc/PID/cmdline; empty if it is gone.
+std::vector<std::string> proc_argv(pid_t pid);
 
 }  // namespace mirrord::test

@@ -97,6 +97,7 @@ private:
     void shutdown_request_destination();
     void http2_start();
     void http2_check_finished();
+    void http2_downstream(std::string_view bytes);
     std::optional<Http2Bridge::Route> h2_route_of_stream(std::uint64_t id) const;
     std::uint64_t stream_for(IncomingClient& client);
     // Every client stream is opened and closed through these, so the pause set stays true.
@@ -213,14 +214,7 @@ void StolenConnection::on_down_data(std::string_view bytes) {
             }
             break;
         case Mode::http2:
-            try {
-                h2_->downstream_data(bytes);
-            } catch (const std::exception& e) {
-                log::debug(std::string("steal: HTTP/2 from the remote client: ") + e.what());
-                close_when_drained();
-                return;
-            }
-            http2_check_finished();
+            http2_downstream(bytes);
             break;
         case Mode::passthrough:
             app_write(bytes);
@@ -826,6 +820,10 @@ void StolenConnection::http2_start() {
     h2_ = std::make_unique<Http2Bridge>(std::move(cb));
     std::string bytes;
     bytes.swap(pending_);
+    http2_downstream(bytes);
+}
+
+void StolenConnection::http2_downstream(std::string_view bytes) {
     try {
         h2_->downstream_data(bytes);
     } catch (const std::exception& e) {

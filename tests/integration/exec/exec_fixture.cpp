@@ -2,6 +2,7 @@
 // files, running `mirrord exec`/`mirrord ext` in the laptop netns, finding and reaping the agent
 // and intproxy of this cluster, and small output parsers.
 #include "exec_fixture.hpp"
+#include "process.hpp"
 
 #include <openssl/evp.h>
 #include <signal.h>
@@ -37,20 +38,6 @@ std::string read_file(const std::string& path) {
 
 std::string tail(const std::string& s, std::size_t n) {
     return s.size() <= n ? s : "..." + s.substr(s.size() - n);
-}
-
-// argv of /proc/PID/cmdline, empty if the process is gone.
-std::vector<std::string> proc_argv(pid_t pid) {
-    std::string raw = read_file("/proc/" + std::to_string(pid) + "/cmdline");
-    std::vector<std::string> argv;
-    std::size_t start = 0;
-    while (start < raw.size()) {
-        std::size_t end = raw.find('\0', start);
-        if (end == std::string::npos) end = raw.size();
-        argv.push_back(raw.substr(start, end - start));
-        start = end + 1;
-    }
-    return argv;
 }
 
 std::string proc_exe(pid_t pid) {
@@ -151,7 +138,7 @@ std::vector<pid_t> E2E::agent_pids() const {
     std::vector<pid_t> out;
     const std::string pod = std::to_string(cluster_->pod_pid());
     for (pid_t p : all_pids()) {
-        auto argv = proc_argv(p);
+        auto argv = mirrord::test::proc_argv(p);
         if (argv.empty() || !same_file(proc_exe(p), agent_path())) continue;
         for (std::size_t i = 0; i + 1 < argv.size(); ++i) {
             if (argv[i] == "--target-pid" && argv[i + 1] == pod) out.push_back(p);
@@ -164,7 +151,7 @@ std::vector<pid_t> E2E::intproxy_pids() const {
     std::vector<pid_t> out;
     const ino_t laptop = ns_inode(cluster_->netns_path(h::Ns::laptop));
     for (pid_t p : all_pids()) {
-        auto argv = proc_argv(p);
+        auto argv = mirrord::test::proc_argv(p);
         if (argv.size() < 2 || argv[1] != "intproxy" || !same_file(proc_exe(p), cli_path())) continue;
         if (ns_inode("/proc/" + std::to_string(p) + "/ns/net") == laptop) out.push_back(p);
     }
