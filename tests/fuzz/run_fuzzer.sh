@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # run_fuzzer.sh FUZZER SEED_TOOL WORKDIR SECONDS [SKIP_REASON] — runs a libFuzzer binary for a
-# bounded time from a freshly generated seed corpus, for ctest.
+# bounded time from a freshly generated seed corpus, for ctest. Inputs that once found a bug are
+# kept in regressions/<fuzzer name>/ next to this script; they join the corpus, and libFuzzer
+# runs every corpus input before it mutates, so each one is re-checked on every run.
 # Exit 0: no finding. 1: a finding (crash/leak/timeout input kept in WORKDIR/artifacts) or the
 # fuzzer failed or is missing. 77: it cannot be built here (SKIP_REASON given) — ctest reports
 # the test as Skipped, with the reason.
@@ -16,7 +18,11 @@ if [[ ! -x $fuzzer ]]; then
 fi
 rm -rf "$work" && mkdir -p "$work/corpus" "$work/artifacts" || exit 1
 "$seeds" "$work/corpus" || { echo "seed corpus generation failed"; exit 1; }
-echo "seeds: $(ls "$work/corpus" | wc -l) files; fuzzing for ${seconds}s"
+regressions="$(dirname "$0")/regressions/$(basename "$fuzzer")"
+if [[ -d $regressions ]]; then
+  cp "$regressions"/* "$work/corpus/" || { echo "copying $regressions failed"; exit 1; }
+fi
+echo "seeds: $(ls "$work/corpus" | wc -l) files (regressions included); fuzzing for ${seconds}s"
 "$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
   -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/fuzz.log" 2>&1
 status=$?

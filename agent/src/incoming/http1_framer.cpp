@@ -173,6 +173,28 @@ constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 constexpr std::string_view kHttp1Version = "HTTP/1.";
 constexpr std::size_t kDetectLimit = 8 * 1024;
 
+// Beast 1.74 asserts (BOOST_ASSERT(n >= 5) in parse_chunk_header) when it is handed the last
+// chunk again with fewer than five bytes, which happens when "0\r\n" directly follows the head
+// and arrives in a piece of its own. The release code is fine with it, but the assertion is live
+// in the fuzz build, so the framer never re-feeds a last chunk shorter than that: a complete
+// last chunk ("0\r\n\r\n") has at least five bytes anyway. `rest` is what Beast left
+// unconsumed in the chunk-header state (optionally the previous chunk's CRLF, then the size line).
+bool short_last_chunk(std::string_view rest) {
+    if (rest.size() >= 5) {
+        return false;
+    }
+    if (rest.substr(0, 2) == "\r\n") {
+        rest.remove_prefix(2);
+    }
+    std::size_t zeros = 0;
+    while (zeros < rest.size() && rest[zeros] == '0') {
+        ++zeros;
+    }
+    // A size of zero that is complete (followed by an extension or the line end) is the last chunk.
+    return zeros > 0 && zeros < rest.size() && (rest[zeros] == ';' || rest[zeros] == '\r' ||
+                                                  rest[zeros] == ' ' || rest[zeros] == '\t');
+}
+
 }  // namespace
 
 std::string_view Http1Head::header(std::string_view name) const {
@@ -199,6 +221,7 @@ struct Http1Framer::Impl {
         head.upgrade = false;
         head_taken = 0;
         refeed_at_least = 0;
+        chunk_stalled = false;
         failure.clear();
         request_parser.reset();
         response_parser.reset();
@@ -239,6 +262,9 @@ struct Http1Framer::Impl {
     // How many bytes the next feed() must at least be given: the ones the last call left
     // unconsumed (Beast has scanned them already).
     std::size_t refeed_at_least = 0;
+    // The last put() in the body stopped in a chunk-size line or the trailers without taking a
+    // byte (Beast keeps the bytes and re-scans them with the next call).
+    bool chunk_stalled = false;
     // Set once the parser failed: Beast cannot resume after an error, so every later feed fails
     // with the same message until reset().
     std::string failure;
@@ -281,6 +307,10 @@ std::size_t Http1Framer::feed(std::string_view in) {
                 }
                 available = std::min(available, impl.header_limit - offset);
             }
+            if (!in_head && impl.chunk_stalled && short_last_chunk(in.substr(offset))) {
+                break;  // wait for more of the last chunk (see short_last_chunk)
+            }
+            impl.chunk_stalled = false;
             error_code ec;
             const std::size_t used = parser.put(boost::asio::const_buffer(in.data() + offset, available), ec);
             offset += used;
@@ -293,9 +323,10 @@ std::size_t Http1Framer::feed(std::string_view in) {
                     impl.refeed_at_least = in.size();
                     return 0;
                 }
+                // In the body only a chunk-size line or the trailers can be incomplete.
+                impl.chunk_stalled = true;
                 if (used == 0) {
-                    // A chunk-size line or the trailer section is incomplete. Like the head, it
-                    // may not grow without bound in the caller's buffer.
+                    // Like the head, they may not grow without bound in the caller's buffer.
                     if (in.size() - offset >= impl.header_limit) {
                         impl.fail("chunk header or trailer section larger than the header limit");
                     }
