@@ -23,6 +23,12 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
+# kubectl: an independent client that checks the test API server speaks real Kubernetes
+# (tests/integration/kube_apiserver). Debian's kubernetes-client, unless a kubectl is there already.
+if ! command -v kubectl >/dev/null 2>&1; then
+  PACKAGES+=(kubernetes-client)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$'; then

@@ -1,11 +1,18 @@
 // agent_server.cpp: accept loop, TLS wrapping and TTL of the agent (see agent_server.hpp).
+// Listening on "[::]:PORT" is dual-stack (IPV6_V6ONLY off), with 0.0.0.0:PORT as the fallback
+// where IPv6 is unavailable (a pod or kernel without it).
 #include "agent_server.hpp"
 
+#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 
 #include <malloc.h>
 
+#include <cerrno>
+
 #include <system_error>
+
+#include "log.hpp"
 
 namespace mirrord::agent {
 
@@ -15,27 +22,49 @@ using tcp = asio::ip::tcp;
 AgentServer::AgentServer(asio::io_context& io, const tcp::endpoint& endpoint, Options options,
                          asio::ssl::context* tls, SessionFactory factory)
     : io_(io), acceptor_(io), options_(options), tls_(tls), factory_(std::move(factory)), ttl_timer_(io) {
-    boost::system::error_code ec;
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) {
-        acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
-    }
-    if (!ec) {
-        acceptor_.bind(endpoint, ec);
-    }
-    if (!ec) {
-        acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    auto try_listen = [this](const tcp::endpoint& ep, bool dual_stack) {
+        boost::system::error_code ec;
+        acceptor_.open(ep.protocol(), ec);
+        if (!ec) {
+            acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+        }
+        if (!ec && dual_stack) {
+            acceptor_.set_option(asio::ip::v6_only(false), ec);  // IPv4 clients too, as ::ffff:a.b.c.d
+        }
+        if (!ec) {
+            acceptor_.bind(ep, ec);
+        }
+        if (!ec) {
+            acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+        }
+        if (ec) {
+            boost::system::error_code ignored;
+            acceptor_.close(ignored);
+        }
+        return ec;
+    };
+    // "[::]:PORT" is dual-stack; where the kernel or the pod has no IPv6, 0.0.0.0:PORT instead.
+    bool any_v6 = endpoint.address().is_v6() && endpoint.address().is_unspecified();
+    auto ec = try_listen(endpoint, any_v6);
+    if (ec && any_v6 && ec.category() == boost::system::system_category() &&
+        (ec.value() == EAFNOSUPPORT || ec.value() == EADDRNOTAVAIL || ec.value() == EPROTONOSUPPORT)) {
+        auto v4_any = tcp::endpoint(asio::ip::address_v4::any(), endpoint.port());
+        log::info("no IPv6 here (" + ec.message() + "): listening on 0.0.0.0:" + std::to_string(endpoint.port()) +
+                  " instead of [::]");
+        ec = try_listen(v4_any, false);
     }
     if (ec) {
+        auto a = endpoint.address();
         throw std::system_error(ec.value(), std::generic_category(),
-                                "listen on " + endpoint.address().to_string() + ":" + std::to_string(endpoint.port()));
+                                "listen on " + (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" +
+                                    std::to_string(endpoint.port()));
     }
 }
 
 tcp::endpoint AgentServer::local_endpoint() const { return acceptor_.local_endpoint(); }
 
 void AgentServer::start() {
-    arm_ttl();
+    arm_ttl(options_.first_client_timeout.count() > 0 ? options_.first_client_timeout : options_.ttl);
     do_accept();
 }
 
@@ -97,17 +126,17 @@ void AgentServer::session_started() {
 
 void AgentServer::session_finished() {
     if (live_ > 0 && --live_ == 0) {
-        arm_ttl();
+        arm_ttl(options_.ttl);
     }
     // A session may have moved a lot of data: give freed buffers back to the system.
     asio::post(io_, [] { ::malloc_trim(0); });
 }
 
-void AgentServer::arm_ttl() {
+void AgentServer::arm_ttl(std::chrono::seconds after) {
     if (stopped_) {
         return;
     }
-    ttl_timer_.expires_after(options_.ttl);
+    ttl_timer_.expires_after(after);
     ttl_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (!ec && live_ == 0) {
             stop();

@@ -24,6 +24,9 @@ public:
 
     struct Options {
         std::chrono::seconds ttl{30};
+        // How long to wait for the first client (0: ttl). A kube agent is reached only after the
+        // CLI saw it ready and opened a port-forward, which takes longer than a short ttl.
+        std::chrono::seconds first_client_timeout{0};
         std::chrono::milliseconds tls_handshake_timeout{10000};
         size_t max_clients = 1024;
     };
@@ -43,7 +46,7 @@ private:
     void do_accept();
     void session_started();
     void session_finished();
-    void arm_ttl();
+    void arm_ttl(std::chrono::seconds after);
 
     boost::asio::io_context& io_;
     boost::asio::ip::tcp::acceptor acceptor_;

@@ -1,13 +1,19 @@
-// main.cpp: entry of mirrord-agent. Order matters: the client listener is made in the namespace
-// the agent starts in (so a local CLI can reach it); then the agent opens the target's root and
-// reads its environment, moves into the target's network namespace, drops the privileges it no
-// longer needs, prints "agent ready - version X" with its address, and serves until its TTL ends.
+// main.cpp: entry of mirrord-agent. Order matters: the target is found (--target-pid, or a
+// container id looked up in /proc/*/cgroup / the Docker API, or pid 1 with --ephemeral); the
+// client listener is made in the namespace the agent starts in (so a local CLI, or a Kubernetes
+// port-forward to the agent's pod, can reach it); then the agent opens the target's root and
+// reads its environment, moves into the target's network namespace (unless it already is there,
+// as an ephemeral container is), drops the privileges it no longer needs, prints
+// "agent ready - version X" with its address, and serves until its TTL ends.
 #include <linux/capability.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -19,11 +25,13 @@
 #include "agent_context.hpp"
 #include "agent_server.hpp"
 #include "client_transport.hpp"
+#include "container_lookup.hpp"
 #include "dns_resolver.hpp"
 #include "incoming/incoming_hub.hpp"
 #include "log.hpp"
 #include "namespaces.hpp"
 #include "process_title.hpp"
+#include "resumable_clients.hpp"
 #include "session.hpp"
 #include "target_env.hpp"
 #include "target_fs.hpp"
@@ -50,6 +58,93 @@ std::string read_token_file(const std::string& path) {
     return t;
 }
 
+// "PORT" alone means every address, IPv4 and IPv6 ("[::]:PORT", dual-stack; the server falls back
+// to 0.0.0.0 without IPv6), as mirrord's agent listens inside its pod.
+std::string expand_bare_port(const std::string& listen) {
+    if (!listen.empty() && listen.size() <= 5 &&
+        std::all_of(listen.begin(), listen.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        return "[::]:" + listen;
+    }
+    return listen;
+}
+
+struct TargetChoice {
+    pid_t pid = 0;
+    std::string how;
+};
+
+// Which process the agent serves: --target-pid as given; a container id looked up; with
+// --ephemeral (the agent is a container of the target pod, sharing its pid namespace) pid 1 or
+// the container named by --container-id / MIRRORD_AGENT_EPHEMERAL_TARGET_CONTAINER_ID.
+TargetChoice choose_target(pid_t target_pid, const std::string& container_id, const std::string& runtime,
+                           bool ephemeral) {
+    TargetChoice choice;
+    if (target_pid > 0) {
+        if (::kill(target_pid, 0) != 0 && errno == ESRCH) {
+            throw std::runtime_error("target pid " + std::to_string(target_pid) + ": no such process");
+        }
+        choice.pid = target_pid;
+        choice.how = "--target-pid";
+        return choice;
+    }
+    std::string id = container_id;
+    const char* id_source = "--container-id";
+    if (id.empty() && ephemeral) {
+        if (const char* v = std::getenv("MIRRORD_AGENT_EPHEMERAL_TARGET_CONTAINER_ID"); v != nullptr && *v != '\0') {
+            id = v;
+            id_source = "MIRRORD_AGENT_EPHEMERAL_TARGET_CONTAINER_ID";
+        }
+    }
+    if (!id.empty()) {
+        std::string bare;
+        try {
+            bare = normalize_container_id(id);
+        } catch (const std::invalid_argument& e) {
+            throw std::runtime_error(std::string(id_source) + ": " + e.what());
+        }
+        try {
+            auto found = lookup_container(bare, runtime);
+            choice.pid = found.pid;
+            choice.how = "container " + bare + " (" + runtime + ", from " + id_source + ") found by " + found.how;
+            return choice;
+        } catch (const std::exception& e) {
+            // Inside a real ephemeral container the target's cgroup path is hidden by the cgroup
+            // namespace ("0::/"): then the target is pid 1, checked below.
+            if (!ephemeral) {
+                throw;
+            }
+            log::info(std::string("--ephemeral: ") + e.what() + "; trying pid 1 of the agent's pid namespace");
+        }
+    }
+    if (ephemeral) {
+        // An ephemeral container with targetContainerName shares the target container's pid
+        // namespace: its init is pid 1 here. It shares the pod's network namespace too, which is
+        // how we tell we really run inside the target pod.
+        if (::kill(1, 0) != 0 && errno == ESRCH) {
+            throw std::runtime_error("--ephemeral: there is no pid 1 in the agent's pid namespace");
+        }
+        unsigned long ours = network_namespace_inode();
+        unsigned long theirs = 0;
+        try {
+            theirs = network_namespace_inode(1);
+        } catch (const std::exception& e) {
+            throw std::runtime_error(std::string("--ephemeral: cannot inspect pid 1 (") + e.what() +
+                                     "): the agent does not seem to run inside the target pod; pass --container-id "
+                                     "or MIRRORD_AGENT_EPHEMERAL_TARGET_CONTAINER_ID");
+        }
+        if (ours != theirs) {
+            throw std::runtime_error("--ephemeral: pid 1 of the agent's pid namespace is not in the agent's network "
+                                     "namespace, so the agent does not run inside the target pod (or the pod has "
+                                     "shareProcessNamespace and pid 1 is the pause container): pass --container-id "
+                                     "or MIRRORD_AGENT_EPHEMERAL_TARGET_CONTAINER_ID");
+        }
+        choice.pid = 1;
+        choice.how = "--ephemeral: pid 1 of the agent's pid namespace (the target container's init)";
+        return choice;
+    }
+    return choice;  // targetless
+}
+
 std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
     auto a = ep.address();
     return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
@@ -65,6 +160,8 @@ int main(int argc, char** argv) {
     app.set_version_flag("-V,--version", std::string("mirrord-agent ") + MIRRORD_VERSION);
     std::string listen = "127.0.0.1:0";
     pid_t target_pid = 0;
+    std::string container_id, container_runtime = "containerd";
+    bool ephemeral = false;
     unsigned ttl = 30;
     std::string token_file, tls_cert, tls_key, tls_client_ca, log_level = "info";
     bool json_log = false;
@@ -75,10 +172,25 @@ int main(int argc, char** argv) {
     std::string steal_backend = env_or("MIRRORD_AGENT_STEAL_BACKEND", "auto");
     std::string mirror_capture = env_or("MIRRORD_AGENT_MIRROR_CAPTURE", "auto");
     bool flush_connections = env_or("MIRRORD_AGENT_STEALER_FLUSH_CONNECTIONS", "true") != "false";
-    app.add_option("-l,--listen", listen, "address to listen on, HOST:PORT (port 0 = pick one)");
+    app.add_option("-l,--listen", listen,
+                   "address to listen on: HOST:PORT, [V6]:PORT, or PORT alone = every address, IPv4 and IPv6 "
+                   "(port 0 = pick one)");
     app.add_option("--target-pid", target_pid, "pid whose namespaces and root to serve (none = targetless)")
         ->check(CLI::PositiveNumber);
+    app.add_option("--container-id", container_id,
+                   "serve this container: its id (12-64 hex, as in containerd://ID from the pod's status); "
+                   "its init process is found in /proc/*/cgroup (needs hostPID), or through the Docker API");
+    app.add_option("--container-runtime", container_runtime, "runtime of --container-id: containerd, cri-o or docker");
+    app.add_flag("--ephemeral", ephemeral,
+                 "the agent runs as an ephemeral container inside the target pod: serve pid 1 of its pid namespace, "
+                 "or --container-id / MIRRORD_AGENT_EPHEMERAL_TARGET_CONTAINER_ID");
     app.add_option("-t,--ttl", ttl, "seconds to live with no client (also when none ever came)");
+    unsigned first_client_timeout = 0;
+    app.add_option("--first-client-timeout", first_client_timeout,
+                   "seconds to wait for the first client (default: the ttl)");
+    unsigned resume_window = 60;
+    app.add_option("--resume-window", resume_window,
+                   "seconds a resumable client (one behind a port-forward) may take to reconnect");
     app.add_option("--token-file", token_file, "file holding the session token clients must present "
                                                "(or set MIRRORD_AGENT_TOKEN)");
     app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve TLS");
@@ -102,7 +214,16 @@ int main(int argc, char** argv) {
 
     try {
         log::configure(log::parse_level(log_level), json_log);
-        auto endpoint = parse_listen_address(listen);
+        if (target_pid > 0 && (!container_id.empty() || ephemeral)) {
+            throw std::runtime_error(std::string("--target-pid cannot be combined with ") +
+                                     (ephemeral ? "--ephemeral" : "--container-id") +
+                                     ": give either a pid or a container (or --ephemeral), not both");
+        }
+        container_runtime = normalize_container_runtime(container_runtime);
+        if (app.count("--container-runtime") > 0 && container_id.empty() && !ephemeral) {
+            log::warn("--container-runtime without --container-id: ignored");
+        }
+        auto endpoint = parse_listen_address(expand_bare_port(listen));
 
         std::string token;
         if (!token_file.empty()) {
@@ -118,14 +239,20 @@ int main(int argc, char** argv) {
             throw std::runtime_error("--tls-cert and --tls-key go together");
         }
         if (!endpoint.address().is_loopback()) {
-            if (tls_cert.empty()) {
-                throw std::runtime_error("listening on " + endpoint.address().to_string() +
-                                         " is reachable over a network: give --tls-cert and --tls-key "
-                                         "(or listen on 127.0.0.1)");
-            }
+            // Reachable over a network: a session token is required. TLS is wanted for direct
+            // connections; a Kubernetes agent is reached through a port-forward (TLS up to the
+            // kubelet, then the pod's loopback), where the token alone keeps other pods out.
             if (token.empty()) {
                 throw std::runtime_error("listening on " + endpoint.address().to_string() +
-                                         " needs a session token: --token-file or MIRRORD_AGENT_TOKEN");
+                                         " is reachable over a network: it needs a session token (--token-file or "
+                                         "MIRRORD_AGENT_TOKEN), and --tls-cert and --tls-key to encrypt it "
+                                         "(or listen on 127.0.0.1)");
+            }
+            if (tls_cert.empty()) {
+                log::warn("listening on " + endpoint_text(endpoint) +
+                          " without TLS: clients must present the session token, but the traffic is not "
+                          "encrypted (fine behind a Kubernetes port-forward; give --tls-cert and --tls-key for "
+                          "direct connections)");
             }
         }
         std::unique_ptr<asio::ssl::context> tls;
@@ -134,8 +261,10 @@ int main(int argc, char** argv) {
         }
 
         asio::io_context io(1);
-        if (target_pid > 0 && ::kill(target_pid, 0) != 0 && errno == ESRCH) {
-            throw std::runtime_error("target pid " + std::to_string(target_pid) + ": no such process");
+        TargetChoice target = choose_target(target_pid, container_id, container_runtime, ephemeral);
+        target_pid = target.pid;
+        if (target_pid > 0) {
+            log::info("target pid " + std::to_string(target_pid) + " (" + target.how + ")");
         }
         auto fs = TargetFs::for_pid(target_pid);
         EnvMap env = read_process_env(target_pid);
@@ -144,13 +273,25 @@ int main(int argc, char** argv) {
         std::unique_ptr<AgentContext> ctx;
         AgentServer::Options opts;
         opts.ttl = std::chrono::seconds(ttl);
+        opts.first_client_timeout = std::chrono::seconds(first_client_timeout);
+        // Clients behind a port-forward open resumable links; others reach their session as is.
+        ResumableClients resumable(io, std::chrono::seconds(resume_window));
+        AgentServer::SessionFactory start_session = [&ctx](std::shared_ptr<ClientTransport> t,
+                                                           std::function<void()> finished) {
+            std::make_shared<Session>(*ctx, std::move(t), std::move(finished))->start();
+        };
         AgentServer server(io, endpoint, opts, tls.get(),
-                           [&ctx](std::shared_ptr<ClientTransport> t, std::function<void()> finished) {
-                               std::make_shared<Session>(*ctx, std::move(t), std::move(finished))->start();
+                           [&resumable, &start_session](std::shared_ptr<ClientTransport> t,
+                                                        std::function<void()> finished) {
+                               resumable.route(std::move(t), std::move(finished), start_session);
                            });
 
         if (target_pid > 0) {
-            enter_network_namespace(target_pid);
+            if (network_namespace_inode(target_pid) == network_namespace_inode()) {
+                log::info("already in the target's network namespace: no setns");
+            } else {
+                enter_network_namespace(target_pid);
+            }
         }
         dns = std::make_unique<DnsResolver>(io, fs);
         std::unique_ptr<IncomingHub> incoming;

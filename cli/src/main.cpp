@@ -4,24 +4,19 @@
 
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "exec/exec_command.hpp"
 #include "exec/exec_flags.hpp"
+#include "exec/kube_agent.hpp"
 #include "intproxy/intproxy_command.hpp"
 #include "verify_config.hpp"
 
 namespace {
 
 constexpr const char* kVersion = MIRRORD_VERSION;
-
-// A verb whose implementation has not landed yet says so plainly and fails.
-int not_available(const char* verb, const char* what) {
-    std::cerr << "mirrord " << verb << ": not available yet in mirrord-native " << kVersion << " ("
-              << what << ")\n";
-    return 1;
-}
 
 }  // namespace
 
@@ -66,7 +61,11 @@ int main(int argc, char** argv) {
     // ls: list targets (JSON) for the IDE extensions.
     auto* ls = app.add_subcommand("ls", "List targets as JSON");
     std::string ls_config;
+    std::optional<std::string> ls_namespace;
     ls->add_option("-f,--config-file", ls_config, "mirrord config file");
+    ls->add_option_function<std::string>(
+        "-n,--namespace", [&ls_namespace](const std::string& v) { ls_namespace = v; },
+        "namespace to list (default: target.namespace, else the kube context's)");
 
     // verify-config: validate a config file and print mirrord's JSON verdict.
     auto* verify = app.add_subcommand("verify-config", "Check a mirrord config file and print the result as JSON");
@@ -98,7 +97,7 @@ int main(int argc, char** argv) {
         return mirrord::cli::exec::ext_command(ext_args);
     }
     if (*ls) {
-        return not_available("ls", "Kubernetes targets arrive with the 'Kubernetes' issue");
+        return mirrord::cli::exec::ls_command(ls_config, ls_namespace);
     }
     if (*intproxy) {
         return mirrord::cli::intproxy_command(intproxy->remaining());

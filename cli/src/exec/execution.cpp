@@ -19,6 +19,7 @@
 #include "exec/agent_connection.hpp"
 #include "exec/dotenv.hpp"
 #include "exec/env_merge.hpp"
+#include "exec/kube_agent.hpp"
 #include "exec/locate.hpp"
 #include "exec/spawn.hpp"
 #include "mirrord/config/loader.hpp"
@@ -31,28 +32,6 @@ using namespace std::chrono_literals;
 
 constexpr const char* kAgentReadyPrefix = "agent ready - version ";
 constexpr const char* kListeningOn = " listening on ";
-
-std::string random_hex(size_t bytes) {
-    std::string raw(bytes, '\0');
-    size_t got = 0;
-    while (got < bytes) {
-        ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            throw std::runtime_error(std::string("getrandom failed: ") + std::strerror(errno));
-        }
-        got += static_cast<size_t>(n);
-    }
-    static const char* hex = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : raw) {
-        out += hex[c >> 4];
-        out += hex[c & 15];
-    }
-    return out;
-}
 
 std::vector<std::string> env_entries(const EnvMap& env) {
     std::vector<std::string> out;
@@ -156,8 +135,13 @@ struct StartedProxy {
 
 StartedProxy start_intproxy(const EnvMap& local_env, const std::string& encoded_config,
                             const std::string& agent_address, const std::string& token,
-                            const std::string& log_destination) {
-    nlohmann::json info = {{"address", agent_address}, {"token", token}, {"tls", false}};
+                            const std::string& log_destination, const nlohmann::json& kube) {
+    nlohmann::json info = {{"token", token}, {"tls", false}};
+    if (kube.is_null()) {
+        info["address"] = agent_address;
+    } else {
+        info["kube"] = kube;  // the intproxy opens its own port-forward to the agent
+    }
     EnvMap env = local_env;
     env.erase("MIRRORD_AGENT_TOKEN");
     env["MIRRORD_RESOLVED_CONFIG"] = encoded_config;
@@ -201,6 +185,28 @@ StartedProxy start_intproxy(const EnvMap& local_env, const std::string& encoded_
 
 }  // namespace
 
+std::string random_hex(size_t bytes) {
+    std::string raw(bytes, '\0');
+    size_t got = 0;
+    while (got < bytes) {
+        ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            throw std::runtime_error(std::string("getrandom failed: ") + std::strerror(errno));
+        }
+        got += static_cast<size_t>(n);
+    }
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : raw) {
+        out += hex[c >> 4];
+        out += hex[c & 15];
+    }
+    return out;
+}
+
 std::string execution_json(const Execution& execution) {
     nlohmann::ordered_json j;
     j["environment"] = nlohmann::ordered_json::object();
@@ -228,7 +234,18 @@ std::string agent_log_level(const std::string& rust_log) {
     return "info";
 }
 
-AgentPlan plan_agent(const config::LayerConfig& config, bool is_root) {
+bool cluster_configured(const config::LayerConfig& config) {
+    if (config.kubeconfig || config.kube_context || config.target.namespace_) {
+        return true;
+    }
+    if (const char* k = std::getenv("KUBECONFIG"); k != nullptr && *k != '\0') {
+        return true;
+    }
+    const char* home = std::getenv("HOME");
+    return home != nullptr && *home != '\0' && ::access((std::string(home) + "/.kube/config").c_str(), F_OK) == 0;
+}
+
+AgentPlan plan_agent(const config::LayerConfig& config, bool is_root, std::optional<bool> cluster) {
     AgentPlan plan;
     const auto& target = config.target.path;
     plan.target_text = target ? target->to_string() : "targetless";
@@ -238,7 +255,9 @@ AgentPlan plan_agent(const config::LayerConfig& config, bool is_root) {
         return plan;
     }
     if (!target || target->type == config::TargetType::Targetless) {
-        plan.kind = AgentKind::Targetless;
+        // As in mirrord, a targetless agent runs in the cluster, when there is one to run in;
+        // without any kube configuration it runs here (this machine's network, files and env).
+        plan.kind = cluster.value_or(cluster_configured(config)) ? AgentKind::Kube : AgentKind::Targetless;
         return plan;
     }
     if (target->type == config::TargetType::Pid) {
@@ -251,9 +270,8 @@ AgentPlan plan_agent(const config::LayerConfig& config, bool is_root) {
         plan.pid = target->pid;
         return plan;
     }
-    throw ExecError("target " + plan.target_text +
-                    ": Kubernetes targets are not supported yet in mirrord-native (arrive with the Kubernetes "
-                    "issue); use pid/PID or agent.address");
+    plan.kind = AgentKind::Kube;
+    return plan;
 }
 
 Execution start_execution(const config::LayerConfig& config_in, const EnvMap& local_env, ProgressTask& progress) {
@@ -268,8 +286,19 @@ Execution start_execution(const config::LayerConfig& config_in, const EnvMap& lo
     ProcessGuard agent_guard;
     std::string agent_address;
     std::optional<AgentConnection> connection;
+    std::unique_ptr<KubeAgent> kube_agent;
     {
-        if (plan.kind == AgentKind::Address) {
+        if (plan.kind == AgentKind::Kube) {
+            token.clear();
+            kube_agent = std::make_unique<KubeAgent>(config, progress);
+            token = kube_agent->agent().token;
+            agent_address = kube_agent->agent().namespace_name + "/" + kube_agent->agent().pod + ":" +
+                            std::to_string(kube_agent->agent().port);
+            auto task = progress.subtask("connecting to agent through the API server");
+            connection.emplace(kube_agent->local_address(), 30s);
+            connection->hello(token, 30s);
+            task.success("connected to agent " + agent_address + " via port-forward");
+        } else if (plan.kind == AgentKind::Address) {
             auto task = progress.subtask("connecting to agent");
             token = config.agent.token.value_or("");
             agent_address = plan.address;
@@ -320,10 +349,15 @@ Execution start_execution(const config::LayerConfig& config_in, const EnvMap& lo
     StartedProxy proxy;
     {
         auto task = progress.subtask("starting internal proxy");
-        proxy = start_intproxy(local_env, encoded, agent_address, token, config.internal_proxy.log_destination);
+        proxy = start_intproxy(local_env, encoded, agent_address, token, config.internal_proxy.log_destination,
+                               kube_agent ? kube_agent->connect_json(config) : nlohmann::json(nullptr));
         task.success("internal proxy listening on " + proxy.address);
     }
     connection->close("mirrord-cli: setup done");
+    if (kube_agent) {
+        kube_agent->stop_forwarding();
+        kube_agent->release();
+    }
 
     ExecutionEnvInputs inputs;
     inputs.merged_remote = std::move(merged);

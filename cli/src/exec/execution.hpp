@@ -6,15 +6,19 @@
 // Agents by target (agent.address wins over the target):
 //   agent.address / --agent-addr   connect to that agent (plain TCP, token from agent.token)
 //   pid/PID                        spawn `mirrord-agent --target-pid PID` (needs root)
-//   targetless (or no target)      spawn `mirrord-agent` without a target: env, files, DNS and
-//                                  outgoing traffic are this machine's
-//   pod/, deployment/, rollout/... Kubernetes: refused with a clear error (not supported yet)
+//   targetless (or no target)      in the cluster when one is configured (cluster_configured),
+//                                  as mirrord; else spawn `mirrord-agent` without a target here:
+//                                  env, files, DNS and outgoing traffic are this machine's
+//   pod/, deployment/, rollout/... Kubernetes (kube_agent.hpp): the agent runs as a Job or an
+//                                  ephemeral container, reached through the API server's
+//                                  port-forward; targetless with target.namespace runs there too
 // Failure paths kill what was started (agent, intproxy) before the error propagates.
 #pragma once
 
 #include <sys/types.h>
 
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -45,16 +49,23 @@ struct Execution {
 // {"environment":{...},"patched_path":null,"env_to_unset":[...],"uses_operator":false}
 std::string execution_json(const Execution& execution);
 
-// How the agent is obtained for `config`. Throws ExecError for Kubernetes targets, and for pid
-// targets when not root.
-enum class AgentKind { Address, Pid, Targetless };
+// How the agent is obtained for `config`. Throws ExecError for pid targets when not root.
+enum class AgentKind { Address, Pid, Targetless, Kube };
 struct AgentPlan {
     AgentKind kind = AgentKind::Targetless;
     std::string address;  // Address
     long pid = 0;         // Pid
     std::string target_text;
 };
-AgentPlan plan_agent(const config::LayerConfig& config, bool is_root);
+// `cluster`: whether a kube configuration is there (nullopt: cluster_configured()).
+AgentPlan plan_agent(const config::LayerConfig& config, bool is_root, std::optional<bool> cluster = std::nullopt);
+
+// A kube configuration is there: kubeconfig / kube_context / target.namespace in the config,
+// KUBECONFIG set, or ~/.kube/config present. Decides where a targetless agent runs.
+bool cluster_configured(const config::LayerConfig& config);
+
+// `bytes` random bytes (getrandom) as lowercase hex: session tokens. Throws std::runtime_error.
+std::string random_hex(size_t bytes);
 
 // The agent's --log-level from mirrord's agent.log_level (a RUST_LOG-style string): the most
 // verbose of debug/info/warn/error it names ("trace" -> debug); "info" when it names none.

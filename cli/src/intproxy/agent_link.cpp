@@ -1,6 +1,8 @@
 // agent_link.cpp: the intproxy's agent connection (see agent_link.hpp).
 #include "intproxy/agent_link.hpp"
 
+#include <sys/random.h>
+
 #include <openssl/ssl.h>
 
 #include <boost/asio/connect.hpp>
@@ -19,13 +21,40 @@ constexpr size_t kReadChunk = 256 * 1024;
 }
 
 AgentLink::AgentLink(asio::io_context& io, ConnectInfo info)
-    : io_(io), info_(std::move(info)), resolver_(io), socket_(io), start_timer_(io), ping_timer_(io) {}
+    : io_(io), info_(std::move(info)), resolver_(io), socket_(io), start_timer_(io), ping_timer_(io),
+      reconnect_timer_(io) {}
 
 AgentLink::~AgentLink() = default;
 
+namespace {
+
+// A connection under the resumable link.
+class SocketUnderLink final : public protocol::LinkTransport {
+public:
+    explicit SocketUnderLink(std::shared_ptr<asio::ip::tcp::socket> socket) : socket_(std::move(socket)) {}
+    void async_read_some(void* data, size_t size, Handler h) override {
+        socket_->async_read_some(asio::buffer(data, size), std::move(h));
+    }
+    void async_write_all(const void* data, size_t size, Handler h) override {
+        asio::async_write(*socket_, asio::buffer(data, size), std::move(h));
+    }
+    void close() override {
+        error_code ignored;
+        socket_->shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+        socket_->close(ignored);
+    }
+
+private:
+    std::shared_ptr<asio::ip::tcp::socket> socket_;
+};
+
+}  // namespace
+
 template <typename Buffers, typename Handler>
 void AgentLink::read_some(const Buffers& b, Handler&& h) {
-    if (tls_) {
+    if (link_stream_) {
+        link_stream_->async_read_some(b.data(), b.size(), std::forward<Handler>(h));
+    } else if (tls_) {
         tls_->async_read_some(b, std::forward<Handler>(h));
     } else {
         socket_.async_read_some(b, std::forward<Handler>(h));
@@ -34,7 +63,9 @@ void AgentLink::read_some(const Buffers& b, Handler&& h) {
 
 template <typename Buffers, typename Handler>
 void AgentLink::write_all(const Buffers& b, Handler&& h) {
-    if (tls_) {
+    if (link_stream_) {
+        link_stream_->async_write_all(b.data(), b.size(), std::forward<Handler>(h));
+    } else if (tls_) {
         asio::async_write(*tls_, b, std::forward<Handler>(h));
     } else {
         asio::async_write(socket_, b, std::forward<Handler>(h));
@@ -125,6 +156,22 @@ void AgentLink::on_connected() {
             });
         });
     };
+    if (info_.kube) {
+        // Through a port-forward: a resumable link first, then the protocol on it.
+        if (::getrandom(link_id_.data(), link_id_.size(), 0) != static_cast<ssize_t>(link_id_.size())) {
+            fail("cannot make a link id: getrandom failed");
+            return;
+        }
+        auto socket = std::make_shared<asio::ip::tcp::socket>(std::move(socket_));
+        link_handshake(socket, false, [this, say_hello](const std::string& error) {
+            if (!error.empty()) {
+                fail("the agent did not open a resumable link: " + error);
+                return;
+            }
+            say_hello();
+        });
+        return;
+    }
     if (!tls_ctx_) {
         say_hello();
         return;
@@ -150,6 +197,121 @@ void AgentLink::on_connected() {
     });
 }
 
+void AgentLink::link_handshake(std::shared_ptr<asio::ip::tcp::socket> socket, bool resume,
+                               std::function<void(const std::string&)> done) {
+    protocol::LinkHello hello;
+    hello.resume = resume;
+    hello.id = link_id_;
+    hello.received = link_stream_ ? link_stream_->received() : 0;
+    auto out = std::make_shared<std::string>(protocol::encode_link_hello(hello));
+    auto in = std::make_shared<std::string>(protocol::kLinkWelcomeSize, '\0');
+    asio::async_write(*socket, asio::buffer(*out), [this, socket, out, in, done](const error_code& ec, size_t) {
+        if (closed_) {
+            return;
+        }
+        if (ec) {
+            done("sending the link preamble: " + ec.message());
+            return;
+        }
+        asio::async_read(*socket, asio::buffer(*in), [this, socket, in, done](const error_code& ec2, size_t) {
+            if (closed_) {
+                return;
+            }
+            if (ec2) {
+                done(ec2 == asio::error::eof ? std::string("the connection closed before the agent answered")
+                                             : "reading the agent's answer: " + ec2.message());
+                return;
+            }
+            std::optional<protocol::LinkWelcome> welcome;
+            try {
+                welcome = protocol::decode_link_welcome(*in);
+            } catch (const protocol::LinkError& e) {
+                done(std::string(e.what()) + " (is the agent older than this mirrord?)");
+                return;
+            }
+            if (welcome->status == protocol::LinkStatus::unknown_link) {
+                done("the agent no longer has this session (it ended, or the agent restarted)");
+                return;
+            }
+            if (welcome->status != protocol::LinkStatus::ok) {
+                done("the agent refused the link");
+                return;
+            }
+            if (!link_stream_) {
+                link_stream_ = std::make_shared<protocol::ResumableStream>(io_, link_id_);
+                link_stream_->on_detached = [this](const std::string& why) {
+                    if (closed_) {
+                        return;
+                    }
+                    log::warn("the connection to the agent was lost (" + why +
+                              "); reconnecting through a new port-forward");
+                    lost_at_ = std::chrono::steady_clock::now();
+                    reconnect_attempts_ = 0;
+                    reconnect();
+                };
+            }
+            try {
+                link_stream_->attach(std::make_shared<SocketUnderLink>(socket), welcome->received);
+            } catch (const protocol::LinkError& e) {
+                done(e.what());
+                return;
+            }
+            done("");
+        });
+    });
+}
+
+void AgentLink::reconnect() {
+    if (closed_) {
+        return;
+    }
+    if (std::chrono::steady_clock::now() - lost_at_ > kResumeWindow) {
+        fail("the connection to the agent was lost and could not be resumed within " +
+             std::to_string(kResumeWindow.count()) + " s (last attempt: " + last_reconnect_error_ + ")");
+        return;
+    }
+    // 0 ms, then 100 ms doubling up to 2 s between attempts.
+    auto delay = std::chrono::milliseconds(reconnect_attempts_ == 0 ? 0 : std::min(2000, 100 << std::min(reconnect_attempts_, 5)));
+    ++reconnect_attempts_;
+    reconnect_timer_.expires_after(delay);
+    reconnect_timer_.async_wait([this](const error_code& ec) {
+        if (ec || closed_) {
+            return;
+        }
+        auto socket = std::make_shared<asio::ip::tcp::socket>(io_);
+        asio::ip::tcp::endpoint where(asio::ip::make_address(info_.host), info_.port);
+        socket->async_connect(where, [this, socket](const error_code& cec) {
+            if (closed_) {
+                return;
+            }
+            if (cec) {
+                last_reconnect_error_ = "connect to the port-forward: " + cec.message();
+                reconnect();
+                return;
+            }
+            error_code ignored;
+            socket->set_option(asio::ip::tcp::no_delay(true), ignored);
+            link_handshake(socket, true, [this](const std::string& error) {
+                if (error.empty()) {
+                    log::warn("the connection to the agent is back (resumed after " +
+                              std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::steady_clock::now() - lost_at_)
+                                                 .count()) +
+                              " ms)");
+                    ping_outstanding_ = false;
+                    return;
+                }
+                last_reconnect_error_ = error;
+                if (error.find("no longer has this session") != std::string::npos) {
+                    fail("the connection to the agent was lost and cannot be resumed: " + error);
+                    return;
+                }
+                reconnect();
+            });
+        });
+    });
+}
+
 void AgentLink::serve(Handlers handlers, std::chrono::seconds ping_interval) {
     handlers_ = std::move(handlers);
     serving_ = true;
@@ -163,7 +325,8 @@ void AgentLink::arm_ping() {
         if (ec || closed_) {
             return;
         }
-        if (ping_outstanding_ && !read_paused_) {
+        const bool reconnecting = link_stream_ && !link_stream_->attached();
+        if (ping_outstanding_ && !read_paused_ && !reconnecting) {
             fail("the agent did not answer a Ping within " + std::to_string(ping_interval_.count()) + " s");
             return;
         }
@@ -372,6 +535,11 @@ void AgentLink::close(const std::string& why) {
     start_timer_.cancel();
     ping_timer_.cancel();
     resolver_.cancel();
+    reconnect_timer_.cancel();
+    if (link_stream_) {
+        link_stream_->on_detached = nullptr;
+        link_stream_->close();  // CLOSE: the agent ends the session now instead of waiting for a resume
+    }
     error_code ignored;
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);

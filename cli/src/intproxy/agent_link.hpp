@@ -9,6 +9,11 @@
 // agent (the proxy then stops reading local sockets) until the queue falls under kLowWater
 // (`on_drained`). `pause_reading()` stops reading the agent while the proxy's queues to local
 // apps are full; the agent, whose own queue then fills, pauses its remote sockets in turn.
+//
+// An agent reached through a Kubernetes port-forward (ConnectInfo::kube) gets a resumable link
+// (protocol/resumable_stream.hpp): when the API server drops the port-forward, the link
+// reconnects through a new one and resumes where it was, for up to kResumeWindow; the layers and
+// their sockets never notice.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -26,6 +31,7 @@
 #include "intproxy/connect_info.hpp"
 #include "mirrord.pb.h"
 #include "mirrord/protocol/frame.hpp"
+#include "mirrord/protocol/resumable_stream.hpp"
 
 namespace mirrord::cli::intproxy {
 
@@ -33,6 +39,7 @@ class AgentLink {
 public:
     static constexpr size_t kHighWater = 8u << 20;
     static constexpr size_t kLowWater = 2u << 20;
+    static constexpr std::chrono::seconds kResumeWindow{50};  // the agent keeps a link 60 s
 
     using ReplyHandler = std::function<void(v1::AgentMessage&)>;
     struct Handlers {
@@ -68,6 +75,11 @@ public:
 
 private:
     void on_connected();
+    // Resumable mode (an agent behind a port-forward): the link preamble on a fresh connection;
+    // `done` gets "" or why it failed.
+    void link_handshake(std::shared_ptr<boost::asio::ip::tcp::socket> socket, bool resume,
+                        std::function<void(const std::string&)> done);
+    void reconnect();
     void do_read();
     void drain_frames();
     void dispatch(v1::AgentMessage& m);
@@ -104,6 +116,13 @@ private:
     bool closed_ = false;
     bool ping_outstanding_ = false;
     uint64_t next_request_id_ = 1;
+    // Resumable mode: the stream the agent protocol runs on, and the state of a reconnect.
+    std::shared_ptr<protocol::ResumableStream> link_stream_;
+    protocol::LinkId link_id_{};
+    boost::asio::steady_timer reconnect_timer_;
+    std::chrono::steady_clock::time_point lost_at_;
+    int reconnect_attempts_ = 0;
+    std::string last_reconnect_error_;
     std::map<uint64_t, ReplyHandler> pending_;
 };
 

@@ -39,6 +39,39 @@ ConnectInfo parse_connect_info(const std::string& json_text) {
         bad("must be a JSON object");
     }
     ConnectInfo info;
+    if (auto k = j.find("kube"); k != j.end() && !k->is_null()) {
+        if (!k->is_object()) {
+            bad("\"kube\" must be an object");
+        }
+        if (j.contains("address")) {
+            bad("\"kube\" and \"address\" exclude each other");
+        }
+        KubeForward kube;
+        std::string kubeconfig = string_key(*k, "kubeconfig", false);
+        if (!kubeconfig.empty()) kube.kubeconfig = kubeconfig;
+        std::string context = string_key(*k, "context", false);
+        if (!context.empty()) kube.context = context;
+        if (auto a = k->find("accept_invalid_certificates"); a != k->end() && !a->is_null()) {
+            if (!a->is_boolean()) {
+                bad("\"kube.accept_invalid_certificates\" must be true or false");
+            }
+            kube.accept_invalid_certificates = a->get<bool>();
+        }
+        kube.namespace_name = string_key(*k, "namespace", true);
+        kube.pod = string_key(*k, "pod", true);
+        if (kube.namespace_name.empty() || kube.pod.empty()) {
+            bad("\"kube.namespace\" and \"kube.pod\" must not be empty");
+        }
+        auto p = k->find("port");
+        if (p == k->end() || !p->is_number_unsigned() || p->get<uint64_t>() == 0 || p->get<uint64_t>() > 65535) {
+            bad("\"kube.port\" must be a port number 1-65535");
+        }
+        kube.port = static_cast<uint16_t>(p->get<uint64_t>());
+        info.kube = std::move(kube);
+        info.host = "127.0.0.1";  // the port-forward's listener; the port is known once it listens
+        info.token = string_key(j, "token", false);
+        return info;
+    }
     std::string address = string_key(j, "address", true);
     auto colon = address.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -25,6 +26,9 @@
 #include "intproxy/connect_info.hpp"
 #include "intproxy/log.hpp"
 #include "intproxy/proxy.hpp"
+#include "kube/api_endpoint.hpp"
+#include "kube/kubeconfig.hpp"
+#include "kube/port_forward.hpp"
 #include "mirrord/config/loader.hpp"
 
 namespace mirrord::cli {
@@ -147,6 +151,27 @@ int intproxy_command(const std::vector<std::string>& args) {
     raise_nofile_limit();
 
     asio::io_context io;
+    // An agent in Kubernetes: its own port-forward, on this io_context, for the agent link.
+    std::optional<kube::PortForward> port_forward;
+    if (info.kube) {
+        try {
+            kube::LoadOptions load;
+            load.kubeconfig = info.kube->kubeconfig;
+            load.context = info.kube->context;
+            load.accept_invalid_certificates = info.kube->accept_invalid_certificates;
+            auto endpoint = std::make_shared<kube::ApiEndpoint>(kube::load_kube_context(load));
+            kube::PortForwardOptions pf_options;
+            pf_options.log = [](const std::string& line) { log::warn(line); };
+            port_forward.emplace(io, endpoint,
+                                 kube::PortForwardTarget{info.kube->namespace_name, info.kube->pod, info.kube->port},
+                                 pf_options);
+            info.port = port_forward->local_port();
+        } catch (const std::exception& e) {
+            std::cerr << "mirrord intproxy: port-forward to the agent " << info.kube->namespace_name << "/"
+                      << info.kube->pod << ":" << info.kube->port << ": " << e.what() << std::endl;
+            return 1;
+        }
+    }
     AgentLink link(io, info);
     std::string error;
     bool started = false;

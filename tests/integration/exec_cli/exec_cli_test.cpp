@@ -282,14 +282,14 @@ TEST_CASE("exec: nested mirrord is refused") {
     CHECK(marked_pids(f.mark).empty());
 }
 
-TEST_CASE("exec: Kubernetes targets get a clear error and start nothing") {
+TEST_CASE("exec: Kubernetes targets without a kubeconfig get a clear error and start nothing") {
     Fixture f;
+    const std::string missing = f.cluster->scratch_dir() + "/no-such-kubeconfig";
     for (const char* target : {"deployment/api", "pod/web/container/main", "rollout/r"}) {
-        auto r = f.mirrord({"exec", "-t", target, "--", "/usr/bin/env"});
+        auto r = f.mirrord({"exec", "-t", target, "--", "/usr/bin/env"}, {"KUBECONFIG=" + missing});
         INFO(describe(r));
         CHECK(r.exit_code == 1);
-        CHECK(r.err.find("Kubernetes targets are not supported yet in mirrord-native") != std::string::npos);
-        CHECK(r.err.find("use pid/PID or agent.address") != std::string::npos);
+        CHECK(r.err.find("none of the files in KUBECONFIG exists (" + missing) != std::string::npos);
     }
     CHECK(marked_pids(f.mark).empty());
 }
@@ -425,7 +425,8 @@ TEST_CASE("ext: an error finishes the root task with success false and a non-zer
                                          {"name", "mirrord preparing to launch"},
                                          {"success", false},
                                          {"message", nullptr}});
-    CHECK(r.err.find("Kubernetes targets are not supported yet") != std::string::npos);
+    // No kubeconfig here (whatever HOME is): the kube context cannot load, and ext says so.
+    CHECK(r.err.find("mirrord ext: kubeconfig") != std::string::npos);
 }
 
 TEST_CASE("exec: agent and intproxy are gone a few seconds after the app exits") {

@@ -127,7 +127,8 @@ TEST_CASE("exec flags: the config loader applies them over the file") {
 
 TEST_CASE("exec: agent plan per target") {
     mirrord::config::LayerConfig c;
-    CHECK(plan_agent(c, false).kind == AgentKind::Targetless);
+    CHECK(plan_agent(c, false, false).kind == AgentKind::Targetless);
+    CHECK(plan_agent(c, false, true).kind == AgentKind::Kube);  // mirrord's targetless agent runs in the cluster
     c.target.path = mirrord::config::parse_target("pid/1234");
     auto p = plan_agent(c, true);
     CHECK(p.kind == AgentKind::Pid);
@@ -135,9 +136,8 @@ TEST_CASE("exec: agent plan per target") {
     CHECK_THROWS_WITH(plan_agent(c, false), Catch::Contains("needs root"));
     for (const char* k8s : {"pod/web", "deployment/api/container/main", "rollout/r", "job/j", "statefulset/s"}) {
         c.target.path = mirrord::config::parse_target(k8s);
-        CHECK_THROWS_WITH(plan_agent(c, true),
-                          Catch::Contains("Kubernetes targets are not supported yet in mirrord-native") &&
-                              Catch::Contains("use pid/PID or agent.address"));
+        CHECK(plan_agent(c, true, false).kind == AgentKind::Kube);
+        CHECK(plan_agent(c, false, true).kind == AgentKind::Kube);
     }
     c.agent.address = "127.0.0.1:5000";  // an agent that runs already serves any target
     auto a = plan_agent(c, false);
