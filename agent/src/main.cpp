@@ -239,20 +239,16 @@ int main(int argc, char** argv) {
             throw std::runtime_error("--tls-cert and --tls-key go together");
         }
         if (!endpoint.address().is_loopback()) {
-            // Reachable over a network: a session token is required. TLS is wanted for direct
-            // connections; a Kubernetes agent is reached through a port-forward (TLS up to the
-            // kubelet, then the pod's loopback), where the token alone keeps other pods out.
-            if (token.empty()) {
+            // Reachable over a network: encrypted and authenticated, always. (A Kubernetes agent
+            // listens on the pod's loopback: the kubelet's port-forward dials it there.)
+            if (tls_cert.empty()) {
                 throw std::runtime_error("listening on " + endpoint.address().to_string() +
-                                         " is reachable over a network: it needs a session token (--token-file or "
-                                         "MIRRORD_AGENT_TOKEN), and --tls-cert and --tls-key to encrypt it "
+                                         " is reachable over a network: give --tls-cert and --tls-key "
                                          "(or listen on 127.0.0.1)");
             }
-            if (tls_cert.empty()) {
-                log::warn("listening on " + endpoint_text(endpoint) +
-                          " without TLS: clients must present the session token, but the traffic is not "
-                          "encrypted (fine behind a Kubernetes port-forward; give --tls-cert and --tls-key for "
-                          "direct connections)");
+            if (token.empty()) {
+                throw std::runtime_error("listening on " + endpoint.address().to_string() +
+                                         " needs a session token: --token-file or MIRRORD_AGENT_TOKEN");
             }
         }
         std::unique_ptr<asio::ssl::context> tls;

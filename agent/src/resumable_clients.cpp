@@ -250,6 +250,9 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
         return;
     }
     it->second.expiry->cancel();
+    // The old connection may still look alive (its end has not noticed the drop): stop reading
+    // it before taking the count, or bytes it still delivers would be counted here and resent.
+    stream->detach();
     const std::uint64_t peer_received = hello->received;
     answer(LinkWelcome{LinkStatus::ok, stream->received()}, [pending, stream, peer_received, id_text](bool written) {
         if (!written) {

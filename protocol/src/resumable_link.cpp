@@ -232,10 +232,11 @@ void ResumableLink::resume(std::uint64_t peer_received) {
                         ", outside what is kept for it (" + std::to_string(acked_) + ".." + std::to_string(sent_) +
                         ")");
     }
-    drop_acked(peer_received);
+    // Only ACKs free the window: what the peer received but its application has not read yet
+    // still counts against it (else the peer would be sent more than it can hold).
     wire_.clear();
     wire_head_ = 0;
-    queue_records(std::string_view(replay_).substr(replay_head_));
+    queue_records(std::string_view(replay_).substr(replay_head_ + static_cast<size_t>(peer_received - acked_)));
     // Whatever we consumed and had not acknowledged is acknowledged on the new connection.
     ack_sent_ = std::min(ack_sent_, consumed_);
     if (consumed_ > 0) {

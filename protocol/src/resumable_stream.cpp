@@ -60,8 +60,8 @@ void ResumableStream::async_write_all(const void* data, size_t size, Handler han
 // Moves as much of the application's write into the link as the window allows; completes the
 // write once all of it is in (the link keeps it until the peer acknowledges it).
 void ResumableStream::feed_write() {
-    if (!write_handler_) {
-        return;
+    if (!write_handler_ || closing_ || failed_) {
+        return;  // nothing may follow CLOSE
     }
     const size_t n = std::min(link_.send_room(), write_size_ - write_done_);
     if (n > 0) {
@@ -221,6 +221,19 @@ void ResumableStream::lost(std::uint64_t generation, const std::string& why) {
     }
 }
 
+void ResumableStream::detach() {
+    if (!transport_) {
+        return;
+    }
+    transport_->close();
+    transport_.reset();
+    ++generation_;  // whatever the old connection still delivers is ignored: the peer resends it
+    transport_reading_ = false;
+    transport_writing_ = false;
+}
+
+void ResumableStream::drop_transport(const std::string& why) { lost(generation_, why); }
+
 void ResumableStream::attach(std::shared_ptr<LinkTransport> transport, std::uint64_t peer_received) {
     if (failed_) {
         transport->close();
@@ -264,6 +277,12 @@ void ResumableStream::close() {
         return;
     }
     closing_ = true;
+    if (write_handler_) {
+        // A write still waiting for window room will not be sent: it ends with the stream.
+        auto handler = std::move(write_handler_);
+        write_handler_ = nullptr;
+        asio::post(io_, [handler = std::move(handler)] { handler(asio::error::shut_down, 0); });
+    }
     if (!transport_) {
         fail(asio::error::shut_down);
         return;

@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -45,10 +46,14 @@ struct KubeAgent::Forwarder {
     std::optional<kube::PortForward> forward;
     std::thread thread;
 
-    Forwarder(std::shared_ptr<kube::ApiEndpoint> endpoint, kube::PortForwardTarget target,
-              ProgressTask& progress) {
+    Forwarder(std::shared_ptr<kube::ApiEndpoint> endpoint, kube::PortForwardTarget target) {
         kube::PortForwardOptions options;
-        options.log = [&progress](const std::string& line) { progress.warning(line); };
+        // This runs on the port-forward's thread: straight to stderr in one write, never through
+        // the progress tree the main thread is writing (nor into ext's JSON on stdout).
+        options.log = [](const std::string& line) {
+            const std::string text = "mirrord: " + line + "\n";
+            std::fwrite(text.data(), 1, text.size(), stderr);
+        };
         forward.emplace(io, std::move(endpoint), std::move(target), options);
         thread = std::thread([this] {
             auto work = boost::asio::make_work_guard(io);
@@ -111,7 +116,7 @@ KubeAgent::KubeAgent(const config::LayerConfig& config, ProgressTask& progress) 
     endpoint_ = endpoint;
     kube::PortForwardTarget where{agent_.namespace_name, agent_.pod, agent_.port};
     try {
-        forwarder_ = std::make_unique<Forwarder>(endpoint, where, progress);
+        forwarder_ = std::make_unique<Forwarder>(endpoint, where);
     } catch (const std::exception& e) {
         delete_job();
         throw ExecError(std::string("port-forward to the agent ") + agent_.namespace_name + "/" + agent_.pod + ":" +

@@ -205,6 +205,20 @@ void AgentLink::link_handshake(std::shared_ptr<asio::ip::tcp::socket> socket, bo
     hello.received = link_stream_ ? link_stream_->received() : 0;
     auto out = std::make_shared<std::string>(protocol::encode_link_hello(hello));
     auto in = std::make_shared<std::string>(protocol::kLinkWelcomeSize, '\0');
+    // An agent (or a port-forward) that takes the connection but never answers must not hang us.
+    auto deadline = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(10));
+    auto timed_out = std::make_shared<bool>(false);
+    deadline->async_wait([socket, timed_out](const error_code& ec) {
+        if (!ec) {
+            *timed_out = true;
+            error_code ignored;
+            socket->close(ignored);  // the pending write or read fails and reports through done()
+        }
+    });
+    done = [deadline, timed_out, done = std::move(done)](const std::string& error) {
+        deadline->cancel();
+        done(*timed_out ? std::string("no answer from the agent within 10 s") : error);
+    };
     asio::async_write(*socket, asio::buffer(*out), [this, socket, out, in, done](const error_code& ec, size_t) {
         if (closed_) {
             return;
@@ -326,6 +340,13 @@ void AgentLink::arm_ping() {
             return;
         }
         const bool reconnecting = link_stream_ && !link_stream_->attached();
+        if (ping_outstanding_ && !read_paused_ && link_stream_ && !reconnecting) {
+            // Behind a port-forward, a silent drop (no FIN, no RST) looks like this: reconnect.
+            ping_outstanding_ = false;
+            link_stream_->drop_transport("no Pong within " + std::to_string(ping_interval_.count()) + " s");
+            arm_ping();
+            return;
+        }
         if (ping_outstanding_ && !read_paused_ && !reconnecting) {
             fail("the agent did not answer a Ping within " + std::to_string(ping_interval_.count()) + " s");
             return;

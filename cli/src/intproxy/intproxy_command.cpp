@@ -172,6 +172,12 @@ int intproxy_command(const std::vector<std::string>& args) {
             return 1;
         }
     }
+    // On every way out: stop the loop first, so the port-forward closes at once (its destructor
+    // otherwise waits for a loop nobody runs any more).
+    struct StopLoop {
+        asio::io_context& io;
+        ~StopLoop() { io.stop(); }
+    } stop_loop{io};
     AgentLink link(io, info);
     std::string error;
     bool started = false;

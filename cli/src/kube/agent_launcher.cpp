@@ -219,6 +219,14 @@ private:
         try {
             api_.post("/apis/batch/v1/namespaces/" + ns_ + "/jobs", job);
         } catch (const ApiError& e) {
+            // No answer or a 5xx after the request went out: the Job may exist all the same.
+            if (e.http_status() == 0 || e.http_status() >= 500) {
+                created_ = true;
+                std::string left = cleanup();
+                created_ = false;
+                throw KubeError("cannot create the agent job " + params_.name + " in namespace " + ns_ + ": " +
+                                std::string(e.what()) + left);
+            }
             explain_create_error(e, "the agent job " + params_.name + " in namespace " + ns_);
         }
         created_ = true;
@@ -277,6 +285,12 @@ private:
             api_.del("/apis/batch/v1/namespaces/" + ns_ + "/jobs/" + params_.name,
                      {{"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"}});
             return ". The agent job " + params_.name + " was deleted";
+        } catch (const ApiError& e) {
+            if (e.http_status() == 404) {
+                return "";  // it was never created
+            }
+            return ". Could not delete the agent job " + params_.name + " (" + e.what() +
+                   "): delete it with kubectl delete job -n " + ns_ + " " + params_.name;
         } catch (const std::exception& e) {
             return ". Could not delete the agent job " + params_.name + " (" + e.what() +
                    "): delete it with kubectl delete job -n " + ns_ + " " + params_.name;
@@ -592,6 +606,9 @@ private:
 
 AgentPod launch_agent(Api& api, const config::LayerConfig& config, const ResolvedTarget& target,
                       const AgentLaunchOptions& options) {
+    if (config.agent.namespace_) {
+        check_object_name(*config.agent.namespace_, "agent.namespace", true);
+    }
     Launch launch(api, config, target, options);
     return launch.run();
 }

@@ -376,7 +376,7 @@ std::string pod_state_text(const json& pod) {
         if (statuses == nullptr || !statuses->is_array()) continue;
         for (const auto& s : *statuses) {
             std::string state = container_state_text(s);
-            bool ready = s.is_object() && s.value("ready", false);
+            bool ready = s.is_object() && s.contains("ready") && s["ready"].is_boolean() && s["ready"].get<bool>();
             bool ephemeral = std::string(list) == "ephemeralContainerStatuses";  // no readiness there
             if (state == "running" && (ready || ephemeral)) continue;             // only what is not fine
             std::string kind = std::string(list) == "initContainerStatuses" ? "init container " :

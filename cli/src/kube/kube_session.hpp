@@ -73,6 +73,11 @@ struct AgentLaunchOptions {
 AgentPod launch_agent(Api& api, const config::LayerConfig& config, const ResolvedTarget& target,
                       const AgentLaunchOptions& options);
 
+// Checks that `value` is a Kubernetes object name before it goes into an API path: a DNS-1123
+// label (namespaces: lowercase letters, digits, '-', at most 63) or subdomain (other objects:
+// also '.', at most 253). Throws KubeError naming `what` (e.g. "target.namespace").
+void check_object_name(const std::string& value, const std::string& what, bool label);
+
 // `mirrord ls`: the targets of `namespace_name` as mirrord lists them (JSON array of strings such
 // as "pod/web-7d9/container/app", "deployment/web", "rollout/r"; rich objects when `rich`).
 nlohmann::json list_targets(Api& api, const std::string& namespace_name, bool rich);

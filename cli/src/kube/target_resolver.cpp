@@ -121,7 +121,8 @@ std::string check_pod(const json& pod, const std::optional<std::string>& wanted_
         }
     }
     const std::string container = json_string(*chosen, {"name"});
-    if (!chosen->value("ready", false)) {
+    const bool ready = chosen->contains("ready") && (*chosen)["ready"].is_boolean() && (*chosen)["ready"].get<bool>();
+    if (!ready) {
         return "has container " + container + " not ready: " + container_state_text(*chosen);
     }
     const std::string full_id = json_string(*chosen, {"containerID"});
@@ -273,9 +274,29 @@ std::string node_hostname_label(Api& api, const std::string& node) {
 
 }  // namespace
 
+void check_object_name(const std::string& value, const std::string& what, bool label) {
+    const size_t max = label ? 63 : 253;
+    bool ok = !value.empty() && value.size() <= max;
+    for (size_t i = 0; ok && i < value.size(); ++i) {
+        const char c = value[i];
+        const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        const bool inner = c == '-' || (!label && c == '.');
+        ok = alnum || (inner && i > 0 && i + 1 < value.size());
+    }
+    if (!ok) {
+        throw KubeError(what + " \"" + value + "\" is not a valid Kubernetes name (" +
+                        (label ? "lowercase letters, digits and '-', at most 63"
+                               : "lowercase letters, digits, '-' and '.', at most 253") +
+                        ", starting and ending with a letter or digit)");
+    }
+}
+
 ResolvedTarget resolve_target(Api& api, const config::Target& target, const std::optional<std::string>& target_namespace,
                               const std::string& context_namespace) {
     const std::string ns = target_namespace && !target_namespace->empty() ? *target_namespace : context_namespace;
+    check_object_name(ns, target_namespace && !target_namespace->empty() ? "target.namespace"
+                                                                         : "the kube context's namespace",
+                      true);
     ResolvedTarget out;
     out.namespace_name = ns;
     switch (target.type) {
@@ -293,6 +314,7 @@ ResolvedTarget resolve_target(Api& api, const config::Target& target, const std:
                         "or rollout instead");
     }
     if (target.name.empty()) throw KubeError("target " + target.to_string() + " has no name");
+    check_object_name(target.name, "the target's name", false);
 
     if (target.type == config::TargetType::Pod) {
         json pod = get_object(api, "/api/v1/namespaces/" + ns + "/pods/" + target.name, "pod " + target.name, ns);

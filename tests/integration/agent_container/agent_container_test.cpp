@@ -379,20 +379,33 @@ TEST_CASE("ephemeral: the agent inside the pod's network namespace with --contai
 
 TEST_CASE("listen: a bare port is dual-stack: IPv4 and IPv6 loopback clients both get in") {
     const std::string token = random_hex(32);
+    // All addresses are reachable over a network: TLS and a token are required.
+    const std::string dir = std::filesystem::temp_directory_path() / ("mirrord-it-dual-" + random_hex(8));
+    std::filesystem::create_directories(dir);
+    const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext "
+                            "subjectAltName=IP:127.0.0.1,IP:::1 -keyout " + dir + "/key.pem -out " + dir +
+                            "/cert.pem >/dev/null 2>&1";
+    REQUIRE(std::system(cmd.c_str()) == 0);
     for (std::string listen : {"0", "[::]:0"}) {
-        auto agent = AgentProcess::start({"--listen", listen, "--ttl", "30"}, {"MIRRORD_AGENT_TOKEN=" + token});
+        auto agent = AgentProcess::start(
+            {"--listen", listen, "--ttl", "30", "--tls-cert", dir + "/cert.pem", "--tls-key", dir + "/key.pem"},
+            {"MIRRORD_AGENT_TOKEN=" + token});
         CHECK(agent.host == "::");
         for (std::string host : {"127.0.0.1", "::1"}) {
             INFO("--listen " << listen << ", client to " << host);
-            AgentClient client(host, agent.port);
+            AgentClient client(host, agent.port, AgentClient::TlsOptions{dir + "/cert.pem"});
             CHECK(client.hello(token).has_hello_ack());
             v1::ClientMessage ping;
             ping.mutable_ping()->set_nonce(5);
             CHECK(client.request(ping).pong().nonce() == 5);
         }
-        CHECK_THAT(agent.read_stderr(), Catch::Contains("without TLS"));
         agent.kill_now();
     }
-    // Reachable over a network and no token: refused.
-    CHECK_THROWS_WITH(AgentProcess::start({"--listen", "0"}), Catch::Contains("needs a session token"));
+    // Reachable over a network without TLS, or without a token: refused at start.
+    CHECK_THROWS_WITH(AgentProcess::start({"--listen", "0"}, {"MIRRORD_AGENT_TOKEN=" + token}),
+                      Catch::Contains("--tls-cert"));
+    CHECK_THROWS_WITH(
+        AgentProcess::start({"--listen", "0", "--tls-cert", dir + "/cert.pem", "--tls-key", dir + "/key.pem"}),
+        Catch::Contains("needs a session token"));
+    std::filesystem::remove_all(dir);
 }

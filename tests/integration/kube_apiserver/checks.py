@@ -370,7 +370,7 @@ def follow_log_until(ns, pod_name, text, timeout=10, container=None):
 
 def case_kubelet():
     port = int(EXTRA[0]) if EXTRA else 31234
-    status, job = agent_job("agent-a", ["--listen", f"[::]:{port}", "--ttl", "2", "--log-level", "info"], ttl_after=1)
+    status, job = agent_job("agent-a", ["--listen", f"127.0.0.1:{port}", "--ttl", "2", "--log-level", "info"], ttl_after=1)
     check(status == 201 and job["metadata"]["generation"] == 1, "Job created", job)
     uid = job["metadata"]["uid"]
     check(job["spec"]["template"]["metadata"]["labels"]["controller-uid"] == uid, "template labels carry controller-uid", job["spec"])
@@ -445,7 +445,7 @@ def case_kubelet():
     check(job_pods("agent-p", "secure") == [], "no pod for the forbidden Job")
     # activeDeadlineSeconds: the pod is killed and the Job fails with DeadlineExceeded.
     status, job = call("POST", "/apis/batch/v1/namespaces/default/jobs", {"metadata": {"name": "agent-dl"}, "spec": {"activeDeadlineSeconds": 1, "template": {"spec": {
-        "restartPolicy": "Never", "containers": [{"name": "a", "image": "mirrord-native/agent:1", "command": ["mirrord-agent"], "args": ["--listen", f"[::]:{port + 3}", "--ttl", "60"],
+        "restartPolicy": "Never", "containers": [{"name": "a", "image": "mirrord-native/agent:1", "command": ["mirrord-agent"], "args": ["--listen", f"127.0.0.1:{port + 3}", "--ttl", "60"],
                                                   "env": [{"name": "MIRRORD_AGENT_TOKEN", "value": "0" * 32}]}]}}}})
     pn = job_pods_wait("agent-dl")
     wait_pod(pn, lambda o: o["status"]["phase"] == "Running", "deadline agent Running")
@@ -456,7 +456,7 @@ def case_kubelet():
     status, j = call("GET", "/apis/batch/v1/namespaces/default/jobs/agent-dl")
     check(j["status"]["conditions"][0]["type"] == "Failed" and j["status"]["conditions"][0]["reason"] == "DeadlineExceeded", "Job Failed DeadlineExceeded", j["status"])
     # Deleting a Job with propagationPolicy Background kills and removes its pod.
-    status, job = agent_job("agent-d", ["--listen", f"[::]:{port + 1}", "--ttl", "60"])
+    status, job = agent_job("agent-d", ["--listen", f"127.0.0.1:{port + 1}", "--ttl", "60"])
     pn = job_pods_wait("agent-d")
     wait_pod(pn, lambda o: o["status"]["phase"] == "Running", "long agent Running")
     status, body = call("DELETE", "/apis/batch/v1/namespaces/default/jobs/agent-d", {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
@@ -492,7 +492,7 @@ def case_ephemeral():
     container_id = EXTRA[1] if len(EXTRA) > 1 else "ab" * 32
     status, body = call("PATCH", "/api/v1/namespaces/default/pods/web/ephemeralcontainers",
                         {"spec": {"ephemeralContainers": [{"name": "mirrord-agent-e1", "image": "mirrord-native/agent:test", "command": ["mirrord-agent"],
-                                                           "args": ["--listen", f"[::]:{port}", "--ttl", "2", "--ephemeral",
+                                                           "args": ["--listen", f"127.0.0.1:{port}", "--ttl", "2", "--ephemeral",
                                                                     "--container-id", container_id, "--container-runtime", "containerd"],
                                                            "env": [{"name": "MIRRORD_AGENT_TOKEN", "value": "0123456789abcdef0123456789abcdef"}]}]}},
                         "application/strategic-merge-patch+json")

@@ -115,6 +115,28 @@ TEST_CASE("resumable link: resume resends exactly what the peer lacks") {
     CHECK_THROWS_AS(a.resume(data.size() + 1), LinkError);
 }
 
+TEST_CASE("resumable link: a resume does not open the window for what the peer has not read") {
+    // The peer received a whole window but its application read none of it; the connection drops.
+    ResumableLink a(65536), b(65536);
+    std::string held;
+    a.send(pattern(65536, 6));
+    carry(a, b, held, 4096);
+    REQUIRE(a.send_room() == 0);
+    a.resume(b.received());
+    b.resume(a.received());
+    CHECK(a.send_room() == 0);  // still full: only an ACK frees it
+    CHECK(a.wire().empty());    // nothing to resend: the peer has it all
+    b.consumed(held.size());
+    b.queue_ack();
+    std::string none;
+    carry(b, a, none);
+    CHECK(a.send_room() == 65536);
+    // And it never sends past the window, which the receiver would refuse.
+    a.send(pattern(65536, 7));
+    std::string more;
+    CHECK_NOTHROW(carry(a, b, more, 65536));
+}
+
 TEST_CASE("resumable link: malformed records are errors") {
     ResumableLink a;
     std::string out;

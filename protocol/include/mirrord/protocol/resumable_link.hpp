@@ -100,8 +100,9 @@ public:
 
     // --- resuming on a new connection
     std::uint64_t received() const { return received_; }
-    // The peer said it received `peer_received` bytes: drop what it has, and make wire() the
-    // records of everything after it (what was queued for the dead connection is discarded).
+    // The peer said it received `peer_received` bytes: make wire() the records of everything
+    // after it (what was queued for the dead connection is discarded). The window stays as the
+    // peer's ACKs left it: received is not consumed.
     // Also resets the receive parser (the peer starts at a record boundary). Throws LinkError when
     // `peer_received` is outside what was sent and not yet acknowledged.
     void resume(std::uint64_t peer_received);

@@ -53,6 +53,11 @@ public:
     // --- the transport's side
     // Takes `transport` (preamble already exchanged); the peer received `peer_received` bytes.
     void attach(std::shared_ptr<LinkTransport> transport, std::uint64_t peer_received);
+    // Drops the current transport without reporting it (a resume is arriving on a new one: what
+    // the old one still holds must not be counted).
+    void detach();
+    // Drops the current transport as lost (e.g. it stopped answering): on_detached runs.
+    void drop_transport(const std::string& why);
     // Gives up: the transport is closed and every pending and later operation fails with `ec`.
     void fail(const boost::system::error_code& ec);
     std::function<void(const std::string& why)> on_detached;
