@@ -173,28 +173,6 @@ constexpr std::string_view kHttp2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 constexpr std::string_view kHttp1Version = "HTTP/1.";
 constexpr std::size_t kDetectLimit = 8 * 1024;
 
-// Beast 1.74 asserts (BOOST_ASSERT(n >= 5) in parse_chunk_header) when it is handed the last
-// chunk again with fewer than five bytes, which happens when "0\r\n" directly follows the head
-// and arrives in a piece of its own. The release code is fine with it, but the assertion is live
-// in the fuzz build, so the framer never re-feeds a last chunk shorter than that: a complete
-// last chunk ("0\r\n\r\n") has at least five bytes anyway. `rest` is what Beast left
-// unconsumed in the chunk-header state (optionally the previous chunk's CRLF, then the size line).
-bool short_last_chunk(std::string_view rest) {
-    if (rest.size() >= 5) {
-        return false;
-    }
-    if (rest.substr(0, 2) == "\r\n") {
-        rest.remove_prefix(2);
-    }
-    std::size_t zeros = 0;
-    while (zeros < rest.size() && rest[zeros] == '0') {
-        ++zeros;
-    }
-    // A size of zero that is complete (followed by an extension or the line end) is the last chunk.
-    return zeros > 0 && zeros < rest.size() && (rest[zeros] == ';' || rest[zeros] == '\r' ||
-                                                  rest[zeros] == ' ' || rest[zeros] == '\t');
-}
-
 }  // namespace
 
 std::string_view Http1Head::header(std::string_view name) const {
@@ -307,8 +285,17 @@ std::size_t Http1Framer::feed(std::string_view in) {
                 }
                 available = std::min(available, impl.header_limit - offset);
             }
-            if (!in_head && impl.chunk_stalled && short_last_chunk(in.substr(offset))) {
-                break;  // wait for more of the last chunk (see short_last_chunk)
+            if (!in_head) {
+                // The chunk-size lines and the trailers are bounded by the header limit too: Beast
+                // never sees more than that at once, so a section over it stalls (and fails below)
+                // however the bytes were split. Body bytes just take more calls.
+                available = std::min(available, impl.header_limit);
+                // Beast 1.74 asserts (n >= 5 in parse_chunk_header) when it re-reads the last
+                // chunk with fewer than five bytes. After a stall nothing complete is shorter
+                // ("0\r\n\r\n"), so wait for five.
+                if (impl.chunk_stalled && available < 5) {
+                    break;
+                }
             }
             impl.chunk_stalled = false;
             error_code ec;

@@ -5,27 +5,18 @@
 // command whose output is its log) and stops it in a destructor, also when the test fails.
 #include <catch2/catch.hpp>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -33,11 +24,15 @@
 #include "kube/api_endpoint.hpp"
 #include "kube/https_api.hpp"
 #include "kube/kubeconfig.hpp"
+#include "connect_proxy.hpp"
+#include "fake_kube_context.hpp"
+#include "fake_kube_server.hpp"
 
 using namespace mirrord::cli::kube;
 using namespace std::chrono_literals;
 using Catch::Matchers::Contains;
 using Catch::Matchers::StartsWith;
+using mirrord::test::ConnectProxy;
 using nlohmann::json;
 
 namespace {
@@ -54,103 +49,20 @@ std::string read_file(const fs::path& path) {
     return out.str();
 }
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "kube-api-test-XXXXXX").string();
-        REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
-
-// One fake-kube-apiserver process for the duration of a test.
-class FakeApiServer {
+// One fake-kube-apiserver process for the duration of a test (tests/support/fake_kube_server.hpp),
+// plus the kubeconfig it wrote loaded as the CLI loads it.
+class FakeApiServer : public mirrord::test::FakeKubeServer {
 public:
     FakeApiServer() {
-        kubeconfig_ = (dir_.path / "kubeconfig").string();
-        const std::string out = (dir_.path / "stdout.log").string();
-        const std::string err = (dir_.path / "stderr.log").string();
-        const std::string state = (dir_.path / "state").string();
-        fs::create_directories(state);
-        std::vector<std::string> args = {MX_FAKE_APISERVER, "--seed",         kTestDir + "/seed.json",
-                                         "--agent-binary",  "/bin/sh",        "--listen",
-                                         "127.0.0.1:0",     "--kubeconfig-out", kubeconfig_,
-                                         "--token",         kToken,           "--state-dir",
-                                         state};
-        pid_ = ::fork();
-        REQUIRE(pid_ >= 0);
-        if (pid_ == 0) {
-            int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0) ::_exit(126);
-            std::vector<char*> argv;
-            for (auto& a : args) argv.push_back(a.data());
-            argv.push_back(nullptr);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        // Wait for "fake-kube-apiserver listening on https://127.0.0.1:PORT".
-        const std::string banner = "fake-kube-apiserver listening on ";
-        auto deadline = std::chrono::steady_clock::now() + 30s;
-        for (;;) {
-            std::string text = read_file(out);
-            auto pos = text.find(banner);
-            if (pos != std::string::npos && text.find('\n', pos) != std::string::npos) {
-                url_ = text.substr(pos + banner.size(), text.find('\n', pos) - pos - banner.size());
-                break;
-            }
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                FAIL("fake-kube-apiserver exited before listening: " << read_file(err));
-            }
-            if (std::chrono::steady_clock::now() > deadline) {
-                stop();
-                FAIL("fake-kube-apiserver did not print its banner within 30 s: " << read_file(err));
-            }
-            std::this_thread::sleep_for(20ms);
-        }
-    }
-    ~FakeApiServer() { stop(); }
-    FakeApiServer(const FakeApiServer&) = delete;
-    FakeApiServer& operator=(const FakeApiServer&) = delete;
-
-    const std::string& url() const { return url_; }
-    const std::string& kubeconfig() const { return kubeconfig_; }
-    const fs::path& dir() const { return dir_.path; }
-
-    KubeContext context() const {
-        LoadOptions options;
-        options.kubeconfig = kubeconfig_;
-        options.getenv = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
-        return load_kube_context(options);
+        mirrord::test::FakeKubeOptions options;
+        options.binary = MX_FAKE_APISERVER;
+        options.seed_file = kTestDir + "/seed.json";
+        options.agent_binary = "/bin/sh";
+        options.token = kToken;
+        start(options);
     }
 
-private:
-    void stop() {
-        if (pid_ <= 0) return;
-        ::kill(pid_, SIGTERM);
-        auto deadline = std::chrono::steady_clock::now() + 10s;
-        int status = 0;
-        while (::waitpid(pid_, &status, WNOHANG) == 0) {
-            if (std::chrono::steady_clock::now() > deadline) {
-                ::kill(pid_, SIGKILL);
-                ::waitpid(pid_, &status, 0);
-                break;
-            }
-            std::this_thread::sleep_for(10ms);
-        }
-        pid_ = -1;
-    }
-
-    TempDir dir_;
-    std::string kubeconfig_;
-    std::string url_;
-    pid_t pid_ = -1;
+    KubeContext context() const { return mirrord::test::fake_kube_context(*this); }
 };
 
 HttpsApiOptions fast_options() {
@@ -223,105 +135,6 @@ std::string unrelated_ca_pem() {
     EVP_PKEY_free(key);
     return pem;
 }
-
-// A minimal HTTP CONNECT proxy on 127.0.0.1 (one tunnel at a time, loopback targets only) that
-// records the CONNECT lines it was asked.
-class ConnectProxy {
-public:
-    ConnectProxy() {
-        listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        REQUIRE(listen_fd_ >= 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-        REQUIRE(::listen(listen_fd_, 8) == 0);
-        socklen_t len = sizeof addr;
-        REQUIRE(::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-        port_ = ntohs(addr.sin_port);
-        thread_ = std::thread([this] { serve(); });
-    }
-    ~ConnectProxy() {
-        stop_ = true;
-        thread_.join();
-        ::close(listen_fd_);
-    }
-    std::uint16_t port() const { return port_; }
-    std::vector<std::string> connect_lines() {
-        std::lock_guard lock(mutex_);
-        return lines_;
-    }
-
-private:
-    void serve() {
-        while (!stop_) {
-            pollfd p{listen_fd_, POLLIN, 0};
-            if (::poll(&p, 1, 50) <= 0) continue;
-            int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-            if (client < 0) continue;
-            tunnel(client);
-            ::close(client);
-        }
-    }
-
-    void tunnel(int client) {
-        std::string head;
-        char buf[16384];
-        while (head.find("\r\n\r\n") == std::string::npos && head.size() < 8192) {
-            pollfd p{client, POLLIN, 0};
-            if (::poll(&p, 1, 2000) <= 0) return;
-            ssize_t n = ::recv(client, buf, sizeof buf, 0);
-            if (n <= 0) return;
-            head.append(buf, static_cast<size_t>(n));
-        }
-        std::string line = head.substr(0, head.find("\r\n"));
-        {
-            std::lock_guard lock(mutex_);
-            lines_.push_back(line);
-        }
-        // "CONNECT 127.0.0.1:PORT HTTP/1.1"
-        auto colon = line.rfind(':');
-        auto space = line.rfind(' ');
-        if (line.rfind("CONNECT 127.0.0.1:", 0) != 0 || colon == std::string::npos || space <= colon) {
-            const char* refuse = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n";
-            (void)!::send(client, refuse, std::strlen(refuse), MSG_NOSIGNAL);
-            return;
-        }
-        int port = std::atoi(line.substr(colon + 1, space - colon - 1).c_str());
-        int upstream = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        addr.sin_port = htons(static_cast<std::uint16_t>(port));
-        if (::connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-            ::close(upstream);
-            return;
-        }
-        const char* ok = "HTTP/1.1 200 Connection established\r\n\r\n";
-        (void)!::send(client, ok, std::strlen(ok), MSG_NOSIGNAL);
-        std::string extra = head.substr(head.find("\r\n\r\n") + 4);
-        if (!extra.empty()) (void)!::send(upstream, extra.data(), extra.size(), MSG_NOSIGNAL);
-        while (!stop_) {
-            pollfd p[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
-            if (::poll(p, 2, 50) <= 0) continue;
-            bool done = false;
-            for (int i = 0; i < 2 && !done; ++i) {
-                if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-                ssize_t n = ::recv(p[i].fd, buf, sizeof buf, 0);
-                if (n <= 0 || ::send(p[1 - i].fd, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) done = true;
-            }
-            if (done) break;
-        }
-        ::close(upstream);
-    }
-
-    int listen_fd_ = -1;
-    std::uint16_t port_ = 0;
-    std::atomic<bool> stop_{false};
-    std::thread thread_;
-    std::mutex mutex_;
-    std::vector<std::string> lines_;
-};
 
 }  // namespace
 

@@ -2,9 +2,7 @@
 // python's http.client + ssl and a raw WebSocket client (checks.py, ws_portforward.py), and kubectl
 // when installed (skipped with a WARN line otherwise). The kubelet cases run the real mirrord-agent;
 // the pod_runtime cases tie a seeded pod to a harness pod (port-forward into its netns, cgroups).
-#include <poll.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -22,7 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include "mirrord/harness/cluster.hpp"
+#include "fake_kube_server.hpp"
 #include "process.hpp"
+#include "run_command.hpp"
 
 namespace {
 
@@ -36,43 +36,12 @@ std::string random_hex(size_t n) {
     return s;
 }
 
-struct CommandResult {
-    int exit_code = -1;
-    std::string out, err;
-};
+using mirrord::test::CommandResult;
 
 // Runs argv with this process's environment (plus `extra_env`), collecting stdout and stderr.
 CommandResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 90s,
                   const std::vector<std::string>& extra_env = {}) {
-    auto env = mirrord::test::current_environment();
-    for (const auto& e : extra_env) env.push_back(e);
-    auto child = mirrord::test::spawn_with_pipes(argv, env);
-    CommandResult result;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    int fds[2] = {child.out_fd, child.err_fd};
-    std::string* sinks[2] = {&result.out, &result.err};
-    while (fds[0] >= 0 || fds[1] >= 0) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-        if (left <= 0) break;
-        pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
-        if (::poll(p, 2, static_cast<int>(left)) <= 0) continue;
-        for (int i = 0; i < 2; ++i) {
-            if (fds[i] < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            char buf[8192];
-            ssize_t n = ::read(fds[i], buf, sizeof buf);
-            if (n > 0) {
-                sinks[i]->append(buf, static_cast<size_t>(n));
-            } else {
-                ::close(fds[i]);
-                fds[i] = -1;
-            }
-        }
-    }
-    for (int fd : fds)
-        if (fd >= 0) ::close(fd);
-    result.exit_code = mirrord::test::wait_child_exit(child.pid, 2s);
-    if (result.exit_code == -1) mirrord::test::kill_and_reap(child.pid);
-    return result;
+    return mirrord::test::run_command(argv, timeout, extra_env);
 }
 
 nlohmann::json base_seed(const std::string& container_id) {
@@ -93,34 +62,20 @@ nlohmann::json base_seed(const std::string& container_id) {
             {"rbac", {{"deny", {{{"verb", "create"}, {"resource", "jobs"}, {"namespace", "locked"}}}}}}};
 }
 
-// One fake-kube-apiserver process, with its own scratch dir (seed, kubeconfig, CA file).
-class FakeServer {
+// One fake-kube-apiserver process (tests/support/fake_kube_server.hpp) running the real agent, with
+// the CA of its kubeconfig in a PEM file for python's ssl module.
+class FakeServer : public mirrord::test::FakeKubeServer {
 public:
     explicit FakeServer(const nlohmann::json& seed) {
-        dir_ = fs::temp_directory_path() / ("it-kube-apiserver-" + std::to_string(getpid()) + "-" + random_hex(8));
-        fs::create_directories(dir_);
-        std::ofstream(dir_ / "seed.json") << seed.dump();
-        std::vector<std::string> argv = {FAKE_APISERVER_BINARY, "--seed", (dir_ / "seed.json").string(), "--agent-binary", AGENT_BINARY,
-                                         "--kubeconfig-out", kubeconfig(), "--token", token_, "--state-dir", dir_.string()};
-        child_ = mirrord::test::spawn_with_pipes(argv, mirrord::test::current_environment());
-        std::string line;
-        auto deadline = std::chrono::steady_clock::now() + 15s;
-        while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-            pollfd p{child_.out_fd, POLLIN, 0};
-            if (::poll(&p, 1, 100) <= 0) continue;
-            char c;
-            if (::read(child_.out_fd, &c, 1) != 1) break;
-            line += c;
-        }
-        const std::string prefix = "fake-kube-apiserver listening on ";
-        if (line.rfind(prefix, 0) != 0) {
-            char buf[4096];
-            ssize_t n = ::read(child_.err_fd, buf, sizeof buf);
-            std::string err = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-            FAIL("no ready line from fake-kube-apiserver; stdout: " << line << " stderr: " << err);
-        }
-        url_ = line.substr(prefix.size(), line.size() - prefix.size() - 1);
-        // The CA from the kubeconfig, for python's ssl module.
+        mirrord::test::FakeKubeOptions options;
+        options.binary = FAKE_APISERVER_BINARY;
+        options.seed = seed;
+        options.agent_binary = AGENT_BINARY;
+        options.token = random_hex(32);
+        options.start_timeout = 15s;
+        options.stop_timeout = 5s;
+        start(options);
+        // The CA from the kubeconfig.
         std::ifstream in(kubeconfig());
         std::string l, ca_b64;
         while (std::getline(in, l))
@@ -129,31 +84,12 @@ public:
         REQUIRE(decoded.exit_code == 0);
         std::ofstream(ca_path()) << decoded.out;
     }
-    ~FakeServer() {
-        if (child_.pid > 0) {
-            ::kill(child_.pid, SIGTERM);
-            if (mirrord::test::wait_child_exit(child_.pid, 5s) == -1) mirrord::test::kill_and_reap(child_.pid);
-        }
-        if (child_.out_fd >= 0) ::close(child_.out_fd);
-        if (child_.err_fd >= 0) ::close(child_.err_fd);
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-    // SIGTERM and wait: the exit status.
-    int terminate() {
-        ::kill(child_.pid, SIGTERM);
-        return mirrord::test::wait_child_exit(child_.pid, 10s);
-    }
-    void kill9() { mirrord::test::kill_and_reap(child_.pid); }
-    pid_t pid() const { return child_.pid; }
-    const std::string& url() const { return url_; }
-    std::string kubeconfig() const { return (dir_ / "kubeconfig.out").string(); }
-    std::string ca_path() const { return (dir_ / "ca.pem").string(); }
-    const std::string& token() const { return token_; }
+    std::string kubeconfig() const { return kubeconfig_path(); }
+    std::string ca_path() const { return (dir() / "ca.pem").string(); }
 
     // Runs a checks.py case; its output goes to the test log.
     CommandResult checks(const std::string& which, const std::vector<std::string>& extra = {}) {
-        std::vector<std::string> argv = {"/usr/bin/python3", std::string(KUBE_CHECKS_DIR) + "/checks.py", which, url_, token_, ca_path()};
+        std::vector<std::string> argv = {"/usr/bin/python3", std::string(KUBE_CHECKS_DIR) + "/checks.py", which, url(), token(), ca_path()};
         argv.insert(argv.end(), extra.begin(), extra.end());
         CommandResult r = run(argv);
         INFO("checks.py " << which << " stdout:\n" << r.out << "\nstderr:\n" << r.err);
@@ -161,12 +97,6 @@ public:
         CHECK(r.out.find("ALL OK: " + which) != std::string::npos);
         return r;
     }
-
-private:
-    fs::path dir_;
-    std::string token_ = random_hex(32);
-    std::string url_;
-    mirrord::test::SpawnedProcess child_;
 };
 
 std::vector<pid_t> children_of(pid_t parent) {
@@ -251,7 +181,9 @@ TEST_CASE("port-forward WebSocket into a harness pod through pod_runtime") {
                                     "    if not d: break\n"
                                     "    c.sendall(d); n += len(d)\n"
                                     "c.close()\n"});
-    auto listening = cluster->run_in(mirrord::harness::Ns::pod, {"sh", "-c", "for i in $(seq 100); do ss -ltn | grep -q 127.0.0.1:9000 && exit 0; sleep 0.05; done; exit 1"});
+    mirrord::harness::RunOptions wait_options;
+    wait_options.timeout = std::chrono::seconds(30);  // python starts slowly on a loaded 2-core machine
+    auto listening = cluster->run_in(mirrord::harness::Ns::pod, {"sh", "-c", "for i in $(seq 400); do ss -ltn | grep -q 127.0.0.1:9000 && exit 0; sleep 0.05; done; exit 1"}, wait_options);
     REQUIRE(listening.exit_code == 0);
     server.checks("portforward", {"9000"});
     (void)echo;
@@ -303,7 +235,7 @@ TEST_CASE("kubelet runs mirrord-agent Jobs: status logs port-forward ttl and fai
                   "import json,ssl,sys,urllib.request as u\n"
                   "ctx=ssl.create_default_context(cafile=sys.argv[3])\n"
                   "job={'metadata':{'name':'long'},'spec':{'template':{'spec':{'restartPolicy':'Never','containers':[{'name':'a','image':'mirrord-native/agent:1',"
-                  "'command':['mirrord-agent'],'args':['--listen','[::]:31299','--ttl','60'],'env':[{'name':'MIRRORD_AGENT_TOKEN','value':'0'*32}]}]}}}}\n"
+                  "'command':['mirrord-agent'],'args':['--listen','127.0.0.1:31299','--ttl','60'],'env':[{'name':'MIRRORD_AGENT_TOKEN','value':'0'*32}]}]}}}}\n"
                   "req=u.Request(sys.argv[1]+'/apis/batch/v1/namespaces/default/jobs',data=json.dumps(job).encode(),method='POST',"
                   "headers={'Authorization':'Bearer '+sys.argv[2],'Content-Type':'application/json'})\n"
                   "print(u.urlopen(req,context=ctx).status)",
@@ -364,7 +296,7 @@ TEST_CASE("kubectl as an independent client: get logs delete and watch") {
     std::ofstream(server.kubeconfig() + ".job.json")
         << R"({"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"kj"},"spec":{"template":{"spec":{"restartPolicy":"Never",)"
            R"("containers":[{"name":"mirrord-agent","image":"mirrord-native/agent:1","command":["/mirrord-agent"],)"
-           R"("args":["--listen","[::]:31270","--ttl","60"],"env":[{"name":"MIRRORD_AGENT_TOKEN","value":"0123456789abcdef0123456789abcdef"}]}]}}}})";
+           R"("args":["--listen","127.0.0.1:31270","--ttl","60"],"env":[{"name":"MIRRORD_AGENT_TOKEN","value":"0123456789abcdef0123456789abcdef"}]}]}}}})";
     auto created = kubectl({"create", "--validate=false", "-f", server.kubeconfig() + ".job.json"});
     INFO(created.err);
     REQUIRE(created.exit_code == 0);

@@ -7,7 +7,6 @@
 // fake's kubelet in a netns of its own; it finds the pod by its container id.
 #include <catch2/catch.hpp>
 
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 #include <vector>
 
 #include "mirrord/harness/cluster.hpp"
+#include "fake_kube_server.hpp"
 
 namespace {
 
@@ -53,19 +53,11 @@ std::string show(const h::RunResult& r) {
     return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
 }
 
-bool process_alive(pid_t pid) {
-    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-    if (stat.empty()) return false;
-    auto close_paren = stat.rfind(')');
-    return close_paren != std::string::npos && close_paren + 2 < stat.size() && stat[close_paren + 2] != 'Z';
-}
-
 class KubeE2E {
 public:
     KubeE2E() : cluster_(h::Cluster::create()) {
         const std::string scratch = cluster_->scratch_dir();
         container_id_ = random_hex(64);
-        kubeconfig_ = scratch + "/kubeconfig";
         json pod = {
             {"apiVersion", "v1"},
             {"kind", "Pod"},
@@ -98,36 +90,17 @@ public:
                      {"deployments", json::array({deployment})},
                      {"images", json::array({"ghcr.io/mirrord-native/mirrord-agent:*"})},
                      {"pod_runtime", {{"default/web", {{"pid", cluster_->pod_pid()}}}}}};
-        const std::string seed_path = scratch + "/seed.json";
-        std::ofstream(seed_path) << seed.dump(2);
-        ::mkdir((scratch + "/fake").c_str(), 0700);
-        fake_pid_ = cluster_->spawn_in(h::Ns::laptop,
-                                       {KE_FAKE, "--seed", seed_path, "--agent-binary", KE_AGENT, "--kubeconfig-out",
-                                        kubeconfig_, "--token", kToken, "--state-dir", scratch + "/fake"});
-        const std::regex ready("listening on (https://127\\.0\\.0\\.1:[0-9]+)");
-        for (auto until = std::chrono::steady_clock::now() + 15s; std::chrono::steady_clock::now() < until;) {
-            std::smatch m;
-            std::string log = read_file(cluster_->spawn_log(fake_pid_));
-            if (std::regex_search(log, m, ready)) {
-                url_ = m[1];
-                break;
-            }
-            if (!process_alive(fake_pid_)) break;
-            std::this_thread::sleep_for(20ms);
-        }
-        if (url_.empty()) {
-            FAIL("fake-kube-apiserver did not start: " << read_file(cluster_->spawn_log(fake_pid_)));
-        }
-    }
-
-    ~KubeE2E() {
-        // SIGTERM: the fake kills its agents and removes its cgroups.
-        if (fake_pid_ > 0) {
-            ::kill(fake_pid_, SIGTERM);
-            for (int i = 0; i < 300 && process_alive(fake_pid_); ++i) std::this_thread::sleep_for(10ms);
-            cluster_->kill_spawned(fake_pid_);
-        }
-        // The detached intproxies of this test lose their agent with it and exit on their own.
+        // In the laptop netns: the CLI, the intproxy and curl reach it on that netns's 127.0.0.1.
+        mirrord::test::FakeKubeOptions options;
+        options.binary = KE_FAKE;
+        options.seed = seed;
+        options.agent_binary = KE_AGENT;
+        options.token = kToken;
+        options.harness = cluster_.get();
+        options.ns = h::Ns::laptop;
+        options.dir = scratch + "/fake";
+        options.start_timeout = 15s;
+        fake_.start(options);
     }
 
     h::Cluster& cluster() { return *cluster_; }
@@ -135,7 +108,7 @@ public:
 
     std::string write_config(const json& overrides = json::object()) {
         const int n = configs_++;
-        json cfg = {{"kubeconfig", kubeconfig_},
+        json cfg = {{"kubeconfig", fake_.kubeconfig_path()},
                     {"agent", {{"ttl", 1}, {"image", kAgentImage}, {"startup_timeout", 30}}},
                     {"internal_proxy",
                      {{"idle_timeout", 1}, {"log_destination", intproxy_log(n)}}}};
@@ -162,18 +135,7 @@ public:
     }
 
     // One API call with curl from the laptop netns; the answer as JSON.
-    json api(const std::string& method, const std::string& path, const std::string& body = "") {
-        std::vector<std::string> argv = {"/usr/bin/curl", "-sk", "-X", method, "-H",
-                                         std::string("Authorization: Bearer ") + kToken, url_ + path};
-        if (!body.empty()) {
-            argv.insert(argv.end(), {"-H", "Content-Type: application/json", "--data-binary", body});
-        }
-        auto r = cluster_->run_in(h::Ns::laptop, argv, run_options(10s));
-        if (r.exit_code != 0) {
-            throw std::runtime_error("curl " + path + ": " + show(r));
-        }
-        return json::parse(r.out);
-    }
+    json api(const std::string& method, const std::string& path) { return fake_.call(method, path); }
 
     // The agent Jobs that exist now.
     size_t agent_jobs() {
@@ -181,7 +143,7 @@ public:
         return list.value("items", json::array()).size();
     }
 
-    std::string fake_log() const { return read_file(cluster_->spawn_log(fake_pid_)); }
+    std::string fake_log() const { return fake_.log(); }
     std::string logs() const {
         std::string out = "--- fake-kube-apiserver:\n" + fake_log();
         for (int n = 0; n < configs_; ++n) {
@@ -193,9 +155,9 @@ public:
 private:
     std::unique_ptr<h::Cluster> cluster_;
     std::string container_id_;
-    std::string kubeconfig_;
-    std::string url_;
-    pid_t fake_pid_ = -1;
+    // SIGTERM on destruction (before the cluster goes): the fake kills its agents and removes its
+    // cgroups. The detached intproxies of a test lose their agent with it and exit on their own.
+    mirrord::test::FakeKubeServer fake_;
     int configs_ = 0;
 };
 
@@ -340,4 +302,28 @@ TEST_CASE("kube: an agent image that cannot be pulled fails fast and names the i
         std::this_thread::sleep_for(200ms);
     }
     CHECK(jobs == 0);  // the CLI deleted what it created
+}
+
+TEST_CASE("kube: mirrord ext prepares a launch against pod/web as the IDE extensions read it") {
+    KubeE2E k;
+    auto o = k.run_options();
+    o.env.insert(o.env.end(), {"MIRRORD_PROGRESS_MODE=json", "MIRRORD_PROGRESS_SUPPORT_IDE=true", "MIRRORD_IDE_NAME=vscode"});
+    auto r = k.cluster().run_in(h::Ns::laptop, {KE_CLI, "ext", "-f", k.write_config(), "-t", "pod/web"}, o);
+    INFO(show(r) << "\n" << k.logs());
+    REQUIRE(r.exit_code == 0);
+    // The root task's FinishedTask carries the execution JSON (as mirrord's); the app the IDE
+    // starts gets the pod's env.
+    std::string last;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+        if (!line.empty()) last = line;
+    }
+    json finished = json::parse(last);
+    REQUIRE(finished.value("type", "") == "FinishedTask");
+    REQUIRE(finished.value("success", false));
+    json execution = json::parse(finished.value("message", "{}"));
+    REQUIRE(execution.contains("environment"));
+    CHECK(execution["environment"].value("MX_POD_ENV", "") == "hello-from-pod");
+    CHECK(execution["environment"].value("MIRRORD_LAYER_INTPROXY_ADDR", "").rfind("127.0.0.1:", 0) == 0);
+    CHECK(execution["uses_operator"] == false);
 }

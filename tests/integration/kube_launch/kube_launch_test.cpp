@@ -9,9 +9,6 @@
 // harness cluster and fake server and stops both, also when it fails.
 #include <catch2/catch.hpp>
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -29,6 +26,8 @@
 #include "kube/port_forward.hpp"
 #include "mirrord/config/target.hpp"
 #include "mirrord/harness/cluster.hpp"
+#include "fake_kube_context.hpp"
+#include "fake_kube_server.hpp"
 
 using namespace mirrord::cli::kube;
 using namespace std::chrono_literals;
@@ -42,13 +41,6 @@ namespace {
 const std::string kToken = "kube-launch-test-token-42";
 const std::string kAgentImage = "mirrord-native/agent:test";
 
-std::string read_file(const fs::path& path) {
-    std::ifstream in(path);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
 std::string random_container_id() {
     std::mt19937_64 rng{std::random_device{}()};
     static constexpr char kHex[] = "0123456789abcdef";
@@ -56,19 +48,6 @@ std::string random_container_id() {
     for (int i = 0; i < 64; ++i) id += kHex[rng() % 16];
     return id;
 }
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "kube-launch-test-XXXXXX").string();
-        REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
 
 // A harness pod, a seed naming it, and one fake-kube-apiserver running the real agent.
 class FakeCluster {
@@ -118,14 +97,13 @@ public:
             {"images", json::array({"mirrord-native/agent:*"})},
             {"rbac", {{"deny", json::array({{{"verb", "create"}, {"resource", "jobs"}, {"namespace", "locked"}}})}}},
             {"pod_runtime", {{"default/web", {{"pid", pod_->pod_pid()}}}}}};
-        const fs::path seed_path = dir_.path / "seed.json";
-        std::ofstream(seed_path) << seed.dump(2);
-        start(seed_path);
+        mirrord::test::FakeKubeOptions options;
+        options.binary = MX_FAKE_APISERVER;
+        options.seed = seed;
+        options.agent_binary = MX_AGENT_BINARY;
+        options.token = kToken;
+        fake_.start(options);
         api_ = std::make_unique<HttpsApi>(std::make_shared<ApiEndpoint>(context()));
-    }
-    ~FakeCluster() {
-        api_.reset();
-        stop();
     }
     FakeCluster(const FakeCluster&) = delete;
     FakeCluster& operator=(const FakeCluster&) = delete;
@@ -133,21 +111,11 @@ public:
     HttpsApi& api() { return *api_; }
     const std::string& container_id() const { return container_id_; }
     pid_t pod_pid() const { return pod_->pod_pid(); }
-    std::string server_log() const { return read_file(dir_.path / "stderr.log"); }
+    std::string server_log() const { return fake_.log(); }
 
-    KubeContext context() const {
-        LoadOptions options;
-        options.kubeconfig = kubeconfig_;
-        options.getenv = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
-        return load_kube_context(options);
-    }
+    KubeContext context() const { return mirrord::test::fake_kube_context(fake_); }
 
-    json requests() {
-        json seen = api().get("/fake/requests");
-        if (seen.is_object() && seen.contains("requests")) seen = seen["requests"];
-        REQUIRE(seen.is_array());
-        return seen;
-    }
+    json requests() { return fake_.requests(); }
 
     // The body of the first request `method path`, null when there was none.
     json request_body(const std::string& method, const std::string& path) {
@@ -165,66 +133,9 @@ public:
     }
 
 private:
-    void start(const fs::path& seed) {
-        kubeconfig_ = (dir_.path / "kubeconfig").string();
-        const std::string out = (dir_.path / "stdout.log").string();
-        const std::string err = (dir_.path / "stderr.log").string();
-        const std::string state = (dir_.path / "state").string();
-        fs::create_directories(state);
-        std::vector<std::string> args = {MX_FAKE_APISERVER, "--seed", seed.string(), "--agent-binary", MX_AGENT_BINARY,
-                                         "--listen", "127.0.0.1:0", "--kubeconfig-out", kubeconfig_, "--token", kToken,
-                                         "--state-dir", state};
-        pid_ = ::fork();
-        REQUIRE(pid_ >= 0);
-        if (pid_ == 0) {
-            int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0) ::_exit(126);
-            std::vector<char*> argv;
-            for (auto& a : args) argv.push_back(a.data());
-            argv.push_back(nullptr);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        const std::string banner = "fake-kube-apiserver listening on ";
-        auto deadline = std::chrono::steady_clock::now() + 30s;
-        for (;;) {
-            std::string text = read_file(out);
-            if (auto pos = text.find(banner); pos != std::string::npos && text.find('\n', pos) != std::string::npos) break;
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                FAIL("fake-kube-apiserver exited before listening: " << read_file(err));
-            }
-            if (std::chrono::steady_clock::now() > deadline) {
-                stop();
-                FAIL("fake-kube-apiserver did not print its banner within 30 s: " << read_file(err));
-            }
-            std::this_thread::sleep_for(20ms);
-        }
-    }
-
-    void stop() {
-        if (pid_ <= 0) return;
-        ::kill(pid_, SIGTERM);
-        auto deadline = std::chrono::steady_clock::now() + 10s;
-        int status = 0;
-        while (::waitpid(pid_, &status, WNOHANG) == 0) {
-            if (std::chrono::steady_clock::now() > deadline) {
-                ::kill(pid_, SIGKILL);
-                ::waitpid(pid_, &status, 0);
-                break;
-            }
-            std::this_thread::sleep_for(10ms);
-        }
-        pid_ = -1;
-    }
-
     std::unique_ptr<mirrord::harness::Cluster> pod_;
     std::string container_id_;
-    TempDir dir_;
-    std::string kubeconfig_;
-    pid_t pid_ = -1;
+    mirrord::test::FakeKubeServer fake_;  // stopped before the harness pod goes
     std::unique_ptr<HttpsApi> api_;
 };
 

@@ -16,7 +16,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -45,10 +44,14 @@
 #include "kube/kubeconfig.hpp"
 #include "kube/port_forward.hpp"
 #include "mirrord/harness/cluster.hpp"
+#include "connect_proxy.hpp"
+#include "fake_kube_context.hpp"
+#include "fake_kube_server.hpp"
 
 using namespace mirrord::cli::kube;
 using namespace std::chrono_literals;
 using Catch::Matchers::Contains;
+using mirrord::test::ConnectProxy;
 using nlohmann::json;
 using mirrord::harness::Cluster;
 using mirrord::harness::Ns;
@@ -89,117 +92,6 @@ std::size_t count_fds() {
     return n;
 }
 
-// An http:// proxy that serves CONNECT (one thread per tunnel), recording what was asked.
-class ConnectProxy {
-public:
-    ConnectProxy() {
-        listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        REQUIRE(listen_fd_ >= 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-        REQUIRE(::listen(listen_fd_, 16) == 0);
-        socklen_t len = sizeof addr;
-        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-        port_ = ntohs(addr.sin_port);
-        acceptor_ = std::thread([this] { accept_loop(); });
-    }
-    ~ConnectProxy() {
-        stop_ = true;
-        acceptor_.join();
-        for (auto& t : tunnels_) t.join();
-        ::close(listen_fd_);
-    }
-    std::uint16_t port() const { return port_; }
-    std::vector<std::string> requests() {
-        std::lock_guard lock(mutex_);
-        return requests_;
-    }
-
-private:
-    void accept_loop() {
-        while (!stop_) {
-            pollfd p{listen_fd_, POLLIN, 0};
-            if (::poll(&p, 1, 50) <= 0) continue;
-            int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-            if (client < 0) continue;
-            tunnels_.emplace_back([this, client] { tunnel(client); });
-        }
-    }
-    void tunnel(int client) {
-        std::string head;
-        char c;
-        while (head.find("\r\n\r\n") == std::string::npos && head.size() < 8192) {
-            if (::recv(client, &c, 1, 0) != 1) {
-                ::close(client);
-                return;
-            }
-            head.push_back(c);
-        }
-        std::string line = head.substr(0, head.find("\r\n"));
-        {
-            std::lock_guard lock(mutex_);
-            requests_.push_back(line);
-        }
-        // "CONNECT 127.0.0.1:PORT HTTP/1.1"
-        auto colon = line.rfind(':');
-        auto space = line.rfind(' ');
-        int upstream = -1;
-        if (line.rfind("CONNECT 127.0.0.1:", 0) == 0 && colon != std::string::npos && space > colon) {
-            upstream = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            sockaddr_in addr{};
-            addr.sin_family = AF_INET;
-            addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(line.substr(colon + 1, space - colon - 1))));
-            addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-            if (::connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-                ::close(upstream);
-                upstream = -1;
-            }
-        }
-        std::string answer = upstream >= 0 ? "HTTP/1.1 200 Connection established\r\n\r\n"
-                                            : "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n";
-        ::send(client, answer.data(), answer.size(), MSG_NOSIGNAL);
-        if (upstream >= 0) {
-            std::vector<char> buffer(65536);
-            bool open = true;
-            while (open && !stop_) {
-                pollfd p[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
-                if (::poll(p, 2, 50) <= 0) continue;
-                for (int i = 0; i < 2 && open; ++i) {
-                    if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-                    ssize_t n = ::recv(p[i].fd, buffer.data(), buffer.size(), 0);
-                    if (n <= 0) {
-                        open = false;
-                        break;
-                    }
-                    int to = i == 0 ? upstream : client;
-                    const char* data = buffer.data();
-                    while (n > 0) {
-                        ssize_t w = ::send(to, data, static_cast<std::size_t>(n), MSG_NOSIGNAL);
-                        if (w <= 0) {
-                            open = false;
-                            break;
-                        }
-                        data += w;
-                        n -= w;
-                    }
-                }
-            }
-            ::close(upstream);
-        }
-        ::close(client);
-    }
-
-    int listen_fd_ = -1;
-    std::uint16_t port_ = 0;
-    std::atomic<bool> stop_{false};
-    std::thread acceptor_;
-    std::vector<std::thread> tunnels_;  // accept thread only, joined at destruction
-    std::mutex mutex_;
-    std::vector<std::string> requests_;
-};
-
 // "3 -> socket:[123]" lines, for messages.
 std::string fd_list() {
     std::string out;
@@ -210,13 +102,11 @@ std::string fd_list() {
     return out;
 }
 
-// fake-kube-apiserver with a seed whose pod "web" is the harness pod.
-class FakeApiServer {
+// fake-kube-apiserver (tests/support/fake_kube_server.hpp) with a seed whose pod "web" is the
+// harness pod.
+class FakeApiServer : public mirrord::test::FakeKubeServer {
 public:
-    FakeApiServer(pid_t pod_pid) {
-        char tmpl[] = "/tmp/kube-portforward-test-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir_ = tmpl;
+    explicit FakeApiServer(pid_t pod_pid) {
         json pod = {{"apiVersion", "v1"},
                     {"kind", "Pod"},
                     {"metadata", {{"name", "web"}, {"namespace", "default"}, {"labels", {{"app", "web"}}}}},
@@ -231,81 +121,25 @@ public:
                                      {"restartCount", 0},
                                      {"image", "busybox:1.36"},
                                      {"state", {{"running", {{"startedAt", "2026-01-01T00:00:00Z"}}}}}}})}}}};
-        json seed = {{"namespaces", json::array({{{"name", "default"}, {"labels", json::object()}}})},
-                     {"nodes", json::array({{{"name", "node-1"}}})},
-                     {"pods", json::array({pod})},
-                     {"images", json::array({"busybox:*"})},
-                     {"pod_runtime", {{"default/web", {{"pid", pod_pid}}}}}};
-        std::ofstream(dir_ / "seed.json") << seed.dump(2);
-        kubeconfig_ = (dir_ / "kubeconfig").string();
-        const std::string out = (dir_ / "stdout.log").string();
-        const std::string err = (dir_ / "stderr.log").string();
-        std::vector<std::string> args = {MX_FAKE_APISERVER, "--seed", (dir_ / "seed.json").string(),
-                                         "--agent-binary", "/bin/true", "--listen", "127.0.0.1:0",
-                                         "--kubeconfig-out", kubeconfig_, "--token", token_};
-        pid_ = ::fork();
-        REQUIRE(pid_ >= 0);
-        if (pid_ == 0) {
-            int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0) ::_exit(126);
-            std::vector<char*> argv;
-            for (auto& a : args) argv.push_back(a.data());
-            argv.push_back(nullptr);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        const std::string banner = "fake-kube-apiserver listening on ";
-        auto deadline = Clock::now() + 30s;
-        for (;;) {
-            std::string text = slurp(out);
-            auto pos = text.find(banner);
-            if (pos != std::string::npos && text.find('\n', pos) != std::string::npos) break;
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                FAIL("fake-kube-apiserver exited before listening: " << slurp(err));
-            }
-            if (Clock::now() > deadline) FAIL("fake-kube-apiserver did not listen within 30 s: " << slurp(err));
-            std::this_thread::sleep_for(10ms);
-        }
+        mirrord::test::FakeKubeOptions options;
+        options.binary = MX_FAKE_APISERVER;
+        options.seed = {{"namespaces", json::array({{{"name", "default"}, {"labels", json::object()}}})},
+                        {"nodes", json::array({{{"name", "node-1"}}})},
+                        {"pods", json::array({pod})},
+                        {"images", json::array({"busybox:*"})},
+                        {"pod_runtime", {{"default/web", {{"pid", pod_pid}}}}}};
+        options.agent_binary = "/bin/true";
+        options.token = "kube-portforward-test-token";
+        options.state_dir = false;
+        start(options);
     }
-    ~FakeApiServer() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            int status = 0;
-            for (int i = 0; i < 300 && ::waitpid(pid_, &status, WNOHANG) == 0; ++i) std::this_thread::sleep_for(10ms);
-            if (::waitpid(pid_, &status, WNOHANG) == 0) {
-                ::kill(pid_, SIGKILL);
-                ::waitpid(pid_, &status, 0);
-            }
-        }
-        std::error_code ec;
-        fs::remove_all(dir_, ec);
-    }
-    FakeApiServer(const FakeApiServer&) = delete;
-    FakeApiServer& operator=(const FakeApiServer&) = delete;
 
-    KubeContext context() const {
-        LoadOptions options;
-        options.kubeconfig = kubeconfig_;
-        options.getenv = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
-        return load_kube_context(options);
-    }
+    KubeContext context() const { return mirrord::test::fake_kube_context(*this); }
     std::shared_ptr<ApiEndpoint> endpoint(const std::string& token_override = "") const {
         KubeContext c = context();
         if (!token_override.empty()) c.user.token = token_override;
         return std::make_shared<ApiEndpoint>(std::move(c));
     }
-    const std::string& token() const { return token_; }
-    const fs::path& dir() const { return dir_; }
-    std::string stderr_text() const { return slurp(dir_ / "stderr.log"); }
-
-private:
-    fs::path dir_;
-    std::string kubeconfig_;
-    std::string token_ = "kube-portforward-test-token";
-    pid_t pid_ = -1;
 };
 
 // Thread-safe capture of PortForward's log lines.
@@ -400,14 +234,8 @@ struct Env {
         }
     }
 
-    json control_post(const std::string& path, const json& body) {
-        HttpsApi api(endpoint);
-        return api.post(path, body);
-    }
-    json requests() {
-        HttpsApi api(endpoint);
-        return api.get("/fake/requests");
-    }
+    json control_post(const std::string& path, const json& body) { return fake.call("POST", path, body); }
+    json requests() { return fake.requests(); }
     std::size_t portforward_upgrades(const std::string& pod) {
         std::size_t n = 0;
         for (const auto& r : requests()) {
@@ -883,7 +711,7 @@ TEST_CASE("proxy-url: the WebSocket goes through an http CONNECT proxy") {
         CHECK(body_of(http_get(forward.local_port(), "/hello.txt")) == mirrord::harness::kPodHelloText);
         PortForward::probe(*endpoint, env.target(80, "web"), 5s);
     }
-    auto requests = proxy.requests();
+    auto requests = proxy.connect_lines();
     REQUIRE(requests.size() == 2);
     CHECK_THAT(requests[0], Catch::StartsWith("CONNECT 127.0.0.1:"));
     CHECK_THAT(requests[0], Catch::EndsWith(" HTTP/1.1"));

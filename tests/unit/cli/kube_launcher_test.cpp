@@ -1,7 +1,7 @@
 // kube_launcher_test.cpp: launch_agent (cli/src/kube/agent_launcher.cpp) against an in-memory Api
-// that plays a small cluster: it records every call, answers the Job POST (or the ephemeral
-// container PATCH/PUT), lets the agent pod walk through scripted statuses one watch call at a time,
-// serves events and the agent's log. Covers success (Job and ephemeral), image pull errors,
+// (built on fake_api.hpp's RecordingApi) that plays a small cluster: it records every call, answers
+// the Job POST (or the ephemeral container PATCH/PUT), lets the agent pod walk through scripted
+// statuses one watch call at a time, serves events and the agent's log. Covers success (Job and ephemeral), image pull errors,
 // unschedulable pods, Pod Security admission (FailedCreate), RBAC 403, the node capacity check,
 // an agent that exits, timeouts, and that the Job is deleted on every failure after creation.
 #include <catch2/catch.hpp>
@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "fake_api.hpp"
 #include "kube/kube_session.hpp"
 
 using namespace mirrord::cli::kube;
@@ -21,29 +22,13 @@ namespace config = mirrord::config;
 
 namespace {
 
-std::string percent_decode(const std::string& s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size()) {
-            out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-            i += 2;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
-}
+using Call = mirrord::test::ApiCall;
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
-struct Call {
-    std::string verb, path, content_type;
-    json body;
-};
-
 // A scripted cluster. Placeholders in statuses and events: {job}, {pod}, {agent} (the agent
 // container's name).
-class FakeCluster : public Api {
+class FakeCluster : public mirrord::test::RecordingApi {
 public:
     // Script.
     std::string ns = "default";
@@ -60,8 +45,7 @@ public:
     // Statuses after the first one are not reached before this time (a pod stuck for a while).
     std::chrono::steady_clock::time_point hold_until{};
 
-    // Record.
-    std::vector<Call> calls;
+    // Record (and `calls`, from RecordingApi).
     json created_job;
     json ephemeral_container;
     std::string job_name;
@@ -154,30 +138,12 @@ public:
         }
     }
 
-    int count(const std::string& verb, const std::string& prefix = "") const {
-        int n = 0;
-        for (const auto& c : calls) n += c.verb == verb && starts_with(c.path, prefix);
-        return n;
-    }
-    const Call* find(const std::string& verb) const {
-        for (const auto& c : calls) {
-            if (c.verb == verb) return &c;
-        }
-        return nullptr;
-    }
-
 private:
     bool ephemeral() const { return !target_pod.is_null(); }
     std::string pods() const { return "/api/v1/namespaces/" + ns + "/pods"; }
     std::string agent_name() const {
         return ephemeral() ? (ephemeral_container.is_null() ? "" : ephemeral_container["name"].get<std::string>())
                            : "mirrord-agent";
-    }
-    std::string record(const std::string& verb, const std::string& raw, const json& body = nullptr,
-                       const std::string& content_type = "") {
-        std::string p = percent_decode(raw);
-        calls.push_back({verb, p, content_type, body});
-        return p;
     }
     static ApiError not_found(const std::string& p) {
         return ApiError("not found " + p, 404, "NotFound", "the server could not find the requested resource");

@@ -1,14 +1,15 @@
 // kube_target_test.cpp: resolve_target and list_targets (cli/src/kube/target_resolver.cpp,
-// list_targets.cpp) against an in-memory Api that serves canned JSON by path and records the calls:
-// every resolution rule (pod checks, container choice, containerID runtimes, node hostname, 403 on
-// nodes, deployments and rollouts by selector or workloadRef, operator-only kinds) with its error
-// text, and `mirrord ls` output (plain and rich).
+// list_targets.cpp) against an in-memory Api (on fake_api.hpp's RecordingApi) that serves canned
+// JSON by path and records the calls: every resolution rule (pod checks, container choice,
+// containerID runtimes, node hostname, 403 on nodes, deployments and rollouts by selector or
+// workloadRef, operator-only kinds) with its error text, and `mirrord ls` output (plain and rich).
 #include <catch2/catch.hpp>
 
 #include <map>
 #include <string>
 #include <vector>
 
+#include "fake_api.hpp"
 #include "kube/kube_session.hpp"
 #include "mirrord/config/target.hpp"
 
@@ -18,52 +19,21 @@ namespace config = mirrord::config;
 
 namespace {
 
-std::string percent_decode(const std::string& s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '%' && i + 2 < s.size()) {
-            out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-            i += 2;
-        } else {
-            out += s[i];
-        }
-    }
-    return out;
-}
-
 // Serves GETs from `objects` by decoded path; `errors` answers with a Status error; anything else
-// is a 404 like the API server's. Only GET is used by what these tests cover.
-class FakeApi : public Api {
+// is a 404 like the API server's. Only GET is used by what these tests cover (other verbs: the
+// base's "unexpected").
+class FakeApi : public mirrord::test::RecordingApi {
 public:
     std::map<std::string, json> objects;
     std::map<std::string, std::pair<int, std::string>> errors;  // path -> (status, reason)
-    std::vector<std::string> calls;
 
     json get(const std::string& path) override {
-        std::string p = percent_decode(path);
-        calls.push_back("GET " + p);
+        std::string p = record("GET", path);
         if (auto e = errors.find(p); e != errors.end()) {
             throw ApiError("fake " + p, e->second.first, e->second.second, "fake says " + e->second.second);
         }
         if (auto o = objects.find(p); o != objects.end()) return o->second;
         throw ApiError("not found: " + p, 404, "NotFound", "the server could not find the requested resource");
-    }
-    json post(const std::string& path, const json&) override { return unexpected("POST", path); }
-    json put(const std::string& path, const json&) override { return unexpected("PUT", path); }
-    json patch(const std::string& path, const json&, const std::string&) override { return unexpected("PATCH", path); }
-    json del(const std::string& path, const json&) override { return unexpected("DELETE", path); }
-    void watch(const std::string& path, const std::function<bool(const WatchEvent&)>&, std::chrono::milliseconds) override {
-        unexpected("WATCH", path);
-    }
-    void stream_lines(const std::string& path, const std::function<bool(const std::string&)>&,
-                      std::chrono::milliseconds) override {
-        unexpected("STREAM", path);
-    }
-
-private:
-    json unexpected(const std::string& verb, const std::string& path) {
-        calls.push_back(verb + " " + path);
-        throw std::logic_error("unexpected " + verb + " " + path);
     }
 };
 
