@@ -276,9 +276,9 @@ def case_portforward():
     length = int([l for l in r["data"].split("\r\n") if l.lower().startswith("content-length:")][0].split(":")[1])
     head_len = len(r["data"].split("\r\n\r\n")[0]) + 4
     check(length == 3 * 1024 * 1024 and r["data_len"] == head_len + length, "3 MiB through the port-forward, every byte", (length, r["data_len"]))
-    if EXTRA:  # an echo server in the pod on this port, closing after 2 MiB
-        r = ws("web", int(EXTRA[0]), "@random:2097152")
-        check(r.get("echo_ok") is True and r["data_len"] == 2097152 and r["error"] == "", "2 MiB client -> pod -> client through the port-forward", r.get("data_len"))
+    if EXTRA:  # an echo server in the pod on this port, closing after 512 KiB
+        r = ws("web", int(EXTRA[0]), "@random:524288")
+        check(r.get("echo_ok") is True and r["data_len"] == 524288 and r["error"] == "", "512 KiB client -> pod -> client through the port-forward", r.get("data_len"))
     r = ws("web", 81, "x")
     check(r["error"].startswith("an error occurred forwarding 81 -> 81: error forwarding port 81 to pod ") and
           r["error"].endswith("dial tcp4 127.0.0.1:81: connect: connection refused"), "dial failure on the error channel", r)

@@ -169,14 +169,14 @@ TEST_CASE("port-forward WebSocket into a harness pod through pod_runtime") {
     nlohmann::json seed = base_seed(random_hex(64));
     seed["pod_runtime"] = {{"default/web", {{"pid", cluster->pod_pid()}}}};
     FakeServer server(seed);
-    // An echo server inside the pod on 127.0.0.1:9000 that ends after 2 MiB.
+    // An echo server inside the pod on 127.0.0.1:9000 that ends after 512 KiB.
     pid_t echo = cluster->spawn_in(mirrord::harness::Ns::pod,
                                    {"python3", "-c",
                                     "import socket\n"
                                     "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
                                     "s.bind(('127.0.0.1', 9000)); s.listen(1)\n"
                                     "c, _ = s.accept(); n = 0\n"
-                                    "while n < 2097152:\n"
+                                    "while n < 524288:\n"
                                     "    d = c.recv(65536)\n"
                                     "    if not d: break\n"
                                     "    c.sendall(d); n += len(d)\n"

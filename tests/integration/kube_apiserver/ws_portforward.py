@@ -85,13 +85,13 @@ def main():
         op, data = read_frame(s)
         out["port_frames"].append([data[0], data[1] | (data[2] << 8)])
     sent = b""
-    if payload.startswith("@random:"):  # N random bytes in 60 KiB frames, while reading the echo
+    if payload.startswith("@random:"):  # N random bytes in 60 KiB frames, then read the echo
+        # One thread only: an SSL socket must not be read and written from two threads at once
+        # (that failed now and then). N is kept small enough for the socket buffers on the way
+        # back to hold the whole echo while we are still sending.
         sent = os.urandom(int(payload.split(":")[1]))
-        def sender():
-            for i in range(0, len(sent), 61440):
-                send_frame(s, b"\x00" + sent[i:i + 61440])
-        import threading
-        threading.Thread(target=sender, daemon=True).start()
+        for i in range(0, len(sent), 61440):
+            send_frame(s, b"\x00" + sent[i:i + 61440])
     elif payload:
         send_frame(s, b"\x00" + payload.encode())
     raw = b""
