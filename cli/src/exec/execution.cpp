@@ -289,7 +289,6 @@ Execution start_execution(const config::LayerConfig& config_in, const EnvMap& lo
     std::unique_ptr<KubeAgent> kube_agent;
     {
         if (plan.kind == AgentKind::Kube) {
-            token.clear();
             kube_agent = std::make_unique<KubeAgent>(config, progress);
             token = kube_agent->agent().token;
             agent_address = kube_agent->agent().namespace_name + "/" + kube_agent->agent().pod + ":" +

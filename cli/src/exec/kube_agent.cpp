@@ -22,22 +22,15 @@ namespace mirrord::cli::exec {
 
 namespace {
 
-kube::KubeContext load_context(const KubeContextChoice& choice) {
-    kube::LoadOptions options;
-    options.kubeconfig = choice.kubeconfig;
-    options.context = choice.context;
-    options.accept_invalid_certificates = choice.accept_invalid_certificates;
-    return kube::load_kube_context(options);
-}
 
 }  // namespace
 
-KubeContextChoice kube_context_choice(const config::LayerConfig& config) {
-    KubeContextChoice choice;
-    choice.kubeconfig = config.kubeconfig;
-    choice.context = config.kube_context;
-    choice.accept_invalid_certificates = config.accept_invalid_certificates.value_or(false);
-    return choice;
+kube::LoadOptions kube_load_options(const config::LayerConfig& config) {
+    kube::LoadOptions options;
+    options.kubeconfig = config.kubeconfig;
+    options.context = config.kube_context;
+    options.accept_invalid_certificates = config.accept_invalid_certificates.value_or(false);
+    return options;
 }
 
 // The CLI's port-forward: its own io_context on a thread, stopped by stop().
@@ -76,8 +69,8 @@ struct KubeAgent::Forwarder {
 KubeAgent::KubeAgent(const config::LayerConfig& config, ProgressTask& progress) {
     std::shared_ptr<kube::ApiEndpoint> endpoint;
     try {
-        KubeContextChoice choice = kube_context_choice(config);
-        kube::KubeContext context = load_context(choice);
+        const kube::LoadOptions choice = kube_load_options(config);
+        kube::KubeContext context = kube::load_kube_context(choice);
         if (context.cluster.insecure_skip_tls_verify) {
             progress.warning("the API server's certificate is not verified (" +
                              std::string(choice.accept_invalid_certificates ? "accept_invalid_certificates"
@@ -154,7 +147,7 @@ void KubeAgent::stop_forwarding() {
 }
 
 nlohmann::json KubeAgent::connect_json(const config::LayerConfig& config) const {
-    KubeContextChoice choice = kube_context_choice(config);
+    const kube::LoadOptions choice = kube_load_options(config);
     nlohmann::json kube = {{"namespace", agent_.namespace_name},
                            {"pod", agent_.pod},
                            {"port", agent_.port},
@@ -174,7 +167,7 @@ int ls_command(const std::string& config_file, const std::optional<std::string>&
         }
         options.verify = false;
         config::LoadResult loaded = config::load_config(options);
-        kube::KubeContext context = load_context(kube_context_choice(loaded.config));
+        kube::KubeContext context = kube::load_kube_context(kube_load_options(loaded.config));
         std::string ns = namespace_override.value_or(loaded.config.target.namespace_.value_or(context.namespace_name));
         auto endpoint = std::make_shared<kube::ApiEndpoint>(std::move(context));
         kube::HttpsApi api(endpoint);

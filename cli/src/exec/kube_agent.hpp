@@ -16,6 +16,7 @@
 #include "exec/progress.hpp"
 #include "kube/api_endpoint.hpp"
 #include "kube/kube_session.hpp"
+#include "kube/kubeconfig.hpp"
 #include "mirrord/config/layer_config.hpp"
 
 namespace mirrord::cli::exec {
@@ -52,14 +53,9 @@ private:
     bool released_ = false;
 };
 
-// Loads the kube context for `config` (kubeconfig, kube_context, accept_invalid_certificates) —
-// shared by exec, ls and the intproxy. Throws kube::KubeconfigError.
-struct KubeContextChoice {
-    std::optional<std::string> kubeconfig;
-    std::optional<std::string> context;
-    bool accept_invalid_certificates = false;
-};
-KubeContextChoice kube_context_choice(const config::LayerConfig& config);
+// How to load the kube context for `config` (kubeconfig, kube_context,
+// accept_invalid_certificates): shared by exec, ls and, through the connect info, the intproxy.
+kube::LoadOptions kube_load_options(const config::LayerConfig& config);
 
 // `mirrord ls`: prints the JSON list of targets of the config's namespace (or the context's).
 // Returns the exit code; errors go to stderr.

@@ -48,14 +48,14 @@ ConnectInfo parse_connect_info(const std::string& json_text) {
         }
         KubeForward kube;
         std::string kubeconfig = string_key(*k, "kubeconfig", false);
-        if (!kubeconfig.empty()) kube.kubeconfig = kubeconfig;
+        if (!kubeconfig.empty()) kube.load.kubeconfig = kubeconfig;
         std::string context = string_key(*k, "context", false);
-        if (!context.empty()) kube.context = context;
+        if (!context.empty()) kube.load.context = context;
         if (auto a = k->find("accept_invalid_certificates"); a != k->end() && !a->is_null()) {
             if (!a->is_boolean()) {
                 bad("\"kube.accept_invalid_certificates\" must be true or false");
             }
-            kube.accept_invalid_certificates = a->get<bool>();
+            kube.load.accept_invalid_certificates = a->get<bool>();
         }
         kube.namespace_name = string_key(*k, "namespace", true);
         kube.pod = string_key(*k, "pod", true);

@@ -12,12 +12,12 @@
 #include <optional>
 #include <string>
 
+#include "kube/kubeconfig.hpp"
+
 namespace mirrord::cli::intproxy {
 
 struct KubeForward {
-    std::optional<std::string> kubeconfig;
-    std::optional<std::string> context;
-    bool accept_invalid_certificates = false;
+    kube::LoadOptions load;  // kubeconfig, context, accept_invalid_certificates
     std::string namespace_name;
     std::string pod;
     uint16_t port = 0;

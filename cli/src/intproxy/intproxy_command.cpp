@@ -155,11 +155,7 @@ int intproxy_command(const std::vector<std::string>& args) {
     std::optional<kube::PortForward> port_forward;
     if (info.kube) {
         try {
-            kube::LoadOptions load;
-            load.kubeconfig = info.kube->kubeconfig;
-            load.context = info.kube->context;
-            load.accept_invalid_certificates = info.kube->accept_invalid_certificates;
-            auto endpoint = std::make_shared<kube::ApiEndpoint>(kube::load_kube_context(load));
+            auto endpoint = std::make_shared<kube::ApiEndpoint>(kube::load_kube_context(info.kube->load));
             kube::PortForwardOptions pf_options;
             pf_options.log = [](const std::string& line) { log::warn(line); };
             port_forward.emplace(io, endpoint,
