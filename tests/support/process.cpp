@@ -1,5 +1,6 @@
 // process.cpp: spawn, wait and kill test child processes (see process.hpp).
 #include "process.hpp"
+#include "mirrord/harness/proc_file.hpp"
 
 #include <fstream>
 #include <iterator>
@@ -72,8 +73,7 @@ void kill_and_reap(pid_t& pid) {
 }
 
 std::vector<std::string> proc_argv(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-    std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string raw = mirrord::harness::read_proc_file("/proc/" + std::to_string(pid) + "/cmdline");
     std::vector<std::string> argv;
     std::size_t start = 0;
     while (start < raw.size()) {

@@ -30,10 +30,21 @@ std::optional<std::string> lookup(const EnvMap& env, const std::string& name) {
     return it->second;
 }
 
+// All of in. libstdc++'s file buffer throws on a read error (EISDIR, EIO, ...) from inside
+// the iterator; it becomes a ConfigError naming what was read.
+std::string read_stream(std::istream& in, const std::string& what) {
+    try {
+        errno = 0;
+        return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    } catch (const std::ios_base::failure&) {
+        int err = errno;
+        throw ConfigError("", "failed to read " + what + ": " + std::strerror(err != 0 ? err : EIO));
+    }
+}
+
 std::string read_file(const std::string& path, std::istream* stdin_stream) {
     if (path == "-") {
-        std::istream& in = stdin_stream != nullptr ? *stdin_stream : std::cin;
-        return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        return read_stream(stdin_stream != nullptr ? *stdin_stream : std::cin, "the config from stdin");
     }
     std::ifstream in(path, std::ios::binary);
     if (!in) {
@@ -41,12 +52,7 @@ std::string read_file(const std::string& path, std::istream* stdin_stream) {
         throw ConfigError("", "failed to read the config file `" + path + "`: " +
                                   std::strerror(err != 0 ? err : ENOENT));
     }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) {
-        throw ConfigError("", "failed to read the config file `" + path + "`");
-    }
-    return ss.str();
+    return read_stream(in, "the config file `" + path + "`");
 }
 
 // The current git branch (`git branch --show-current`), or nullopt.

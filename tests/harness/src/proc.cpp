@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "mirrord/harness/cluster.hpp"
+#include "mirrord/harness/proc_file.hpp"
 
 namespace mirrord::harness::detail {
 namespace {
@@ -245,6 +246,22 @@ std::string read_file(const std::string& path) {
     }
     return out;
 }
+
+}  // namespace mirrord::harness::detail
+
+namespace mirrord::harness {
+
+std::string read_proc_file(const std::string& path) {
+    try {
+        return detail::read_file(path);
+    } catch (const std::exception&) {
+        return "";
+    }
+}
+
+}  // namespace mirrord::harness
+
+namespace mirrord::harness::detail {
 
 std::string tail_of_file(const std::string& path, std::size_t max_bytes) {
     try {

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "agent_client.hpp"
+#include "mirrord/harness/proc_file.hpp"
 
 using namespace mirrord;
 using namespace mirrord::test;
@@ -142,8 +143,7 @@ TEST_CASE("handshake: token, version, and requests before Hello") {
         auto r = c.request(m);
         REQUIRE(r.has_env_vars());
         CHECK(r.env_vars().vars().count("MIRRORD_AGENT_TOKEN") == 0);
-        std::ifstream environ("/proc/" + std::to_string(agent.p.pid) + "/environ");
-        std::string block((std::istreambuf_iterator<char>(environ)), std::istreambuf_iterator<char>());
+        std::string block = mirrord::harness::read_proc_file("/proc/" + std::to_string(agent.p.pid) + "/environ");
         CHECK(!block.empty());
         CHECK(block.find("s3cret-token") == std::string::npos);
     }

@@ -14,6 +14,7 @@
 #include "exec/agent_connection.hpp"
 #include "exec/locate.hpp"
 #include "exec/spawn.hpp"
+#include "mirrord/harness/proc_file.hpp"
 
 using namespace mirrord::cli::exec;
 using namespace std::chrono_literals;
@@ -21,8 +22,7 @@ using namespace std::chrono_literals;
 namespace {
 
 pid_t parent_of(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string stat = mirrord::harness::read_proc_file("/proc/" + std::to_string(pid) + "/stat");
     auto paren = stat.rfind(')');
     if (paren == std::string::npos) {
         return -1;

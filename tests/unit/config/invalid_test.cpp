@@ -1,5 +1,8 @@
 // invalid_test.cpp: a corpus of invalid configs. Each must be rejected (never crash) with an
 // error naming the key path (and what is wrong).
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include <vector>
@@ -191,6 +194,20 @@ TEST_CASE("a missing file and a bad extension", "[config][invalid]") {
                           Catch::Contains("No such file or directory"));
     options.path = testcfg::data_path("codenow/mirrord.json") + ".bak";
     CHECK_THROWS_WITH(load_config(options), Catch::Contains("invalid extension `bak`"));
+}
+
+TEST_CASE("a config path that is a directory is a read error naming it", "[config][invalid]") {
+    char dir_template[] = "/tmp/mirrord-config-dir-XXXXXX";
+    REQUIRE(::mkdtemp(dir_template) != nullptr);
+    std::string dir = std::string(dir_template) + "/mirrord.json";
+    REQUIRE(::mkdir(dir.c_str(), 0700) == 0);
+    LoadOptions options;
+    options.env = EnvMap{};
+    options.path = dir;
+    CHECK_THROWS_WITH(load_config(options), Catch::Contains("failed to read the config file `" + dir + "`") &&
+                                                Catch::Contains("Is a directory"));
+    ::rmdir(dir.c_str());
+    ::rmdir(dir_template);
 }
 
 TEST_CASE("random garbage never crashes the loader", "[config][invalid]") {
