@@ -16,6 +16,8 @@ PACKAGES=(
   # what the test pods and integration tests run
   iproute2 iptables nftables dnsmasq-base util-linux procps psmisc curl socat python3 openssl
   gdb strace nodejs wget perl openjdk-17-jre-headless
+  # the layer under memcheck (tests/integration/layer_leaks)
+  valgrind
 )
 
 if [[ $(id -u) -ne 0 ]]; then

@@ -7,11 +7,13 @@
 #include <boost/asio/post.hpp>
 
 #include <malloc.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 
 #include <system_error>
 
+#include "connection_guard.hpp"
 #include "log.hpp"
 
 namespace mirrord::agent {
@@ -75,6 +77,28 @@ void AgentServer::stop() {
     ttl_timer_.cancel();
 }
 
+// One client from its accept until its Hello arrived (or it left).
+struct AgentServer::Pending {
+    explicit Pending(asio::io_context& io) : deadline(io) {}
+    asio::steady_timer deadline;
+    std::string peer;
+    // While its TLS handshake runs, the socket belongs to the handshake: it is shut down (the
+    // handshake then fails and ends the client; the fd stays open until then, so the number is
+    // never someone else's). Afterwards the transport is closed.
+    int tls_fd = -1;
+    std::shared_ptr<ClientTransport> transport;
+    std::list<std::shared_ptr<Pending>>::iterator where;
+    bool listed = false;
+
+    void end() {
+        if (transport) {
+            transport->close();
+        } else if (tls_fd >= 0) {
+            ::shutdown(tls_fd, SHUT_RDWR);
+        }
+    }
+};
+
 void AgentServer::do_accept() {
     if (stopped_) {
         return;
@@ -89,34 +113,90 @@ void AgentServer::do_accept() {
             retry->async_wait([this, retry](const boost::system::error_code&) { do_accept(); });
             return;
         }
-        if (live_ >= options_.max_clients) {
-            boost::system::error_code ignored;
-            socket.close(ignored);  // over the limit: refuse rather than exhaust fds
-            do_accept();
-            return;
-        }
-        session_started();
-        auto finished = [this, done = std::make_shared<bool>(false)] {
-            if (!*done) {
-                *done = true;
-                session_finished();
-            }
-        };
-        if (tls_ != nullptr) {
-            ClientTransport::tls(std::move(socket), *tls_, options_.tls_handshake_timeout,
-                                 [this, finished](const boost::system::error_code& hec,
-                                                  std::shared_ptr<ClientTransport> t) {
-                                     if (hec) {
-                                         finished();
-                                         return;
-                                     }
-                                     factory_(std::move(t), finished);
-                                 });
-        } else {
-            factory_(ClientTransport::plain(std::move(socket)), finished);
-        }
+        on_accepted(std::move(socket));
         do_accept();
     });
+}
+
+void AgentServer::forget_pending(const std::shared_ptr<Pending>& entry) {
+    if (entry->listed) {
+        pending_.erase(entry->where);
+        entry->listed = false;
+        entry->deadline.cancel();
+    }
+}
+
+void AgentServer::on_accepted(tcp::socket socket) {
+    if (live_ >= options_.max_clients) {
+        boost::system::error_code ignored;
+        socket.close(ignored);  // over the limit: refuse rather than exhaust fds
+        return;
+    }
+    if (options_.max_unauthenticated > 0 && pending_.size() >= options_.max_unauthenticated) {
+        // Full of clients that have not said Hello: the oldest goes. A real client says Hello
+        // within milliseconds of connecting, so it is never the oldest for long.
+        auto oldest = pending_.front();
+        unauthenticated_client_warning()(std::to_string(pending_.size()) +
+                                         " clients have not said Hello yet: dropped the oldest, " + oldest->peer);
+        forget_pending(oldest);
+        oldest->end();
+    }
+    session_started();
+    auto entry = std::make_shared<Pending>(io_);
+    boost::system::error_code pec;
+    auto remote = socket.remote_endpoint(pec);
+    entry->peer = pec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+    entry->where = pending_.insert(pending_.end(), entry);
+    entry->listed = true;
+    std::weak_ptr<Pending> weak = entry;
+    entry->deadline.expires_after(options_.handshake_timeout);
+    entry->deadline.async_wait([this, weak, timeout = options_.handshake_timeout](const boost::system::error_code& ec) {
+        auto e = weak.lock();
+        if (ec || !e || !e->listed) {
+            return;
+        }
+        unauthenticated_client_warning()("client " + e->peer + " did not finish its handshake (TLS, preamble, Hello) within " +
+                                         std::to_string(timeout.count()) + " ms: closed");
+        forget_pending(e);
+        e->end();
+    });
+    auto finished = [this, weak, done = std::make_shared<bool>(false)] {
+        if (!*done) {
+            *done = true;
+            if (auto e = weak.lock()) {
+                forget_pending(e);
+            }
+            session_finished();
+        }
+    };
+    auto authenticated = [this, weak] {
+        if (auto e = weak.lock()) {
+            forget_pending(e);
+        }
+    };
+    if (tls_ != nullptr) {
+        entry->tls_fd = socket.native_handle();
+        // The handshake's own timeout is only a backstop: the deadline above comes first.
+        ClientTransport::tls(std::move(socket), *tls_, options_.handshake_timeout + std::chrono::seconds(5),
+                             [this, weak, finished, authenticated](const boost::system::error_code& hec,
+                                                                  std::shared_ptr<ClientTransport> t) {
+                                 auto e = weak.lock();
+                                 if (e) {
+                                     e->tls_fd = -1;
+                                     e->transport = t;
+                                 }
+                                 if (hec || !e || !e->listed) {  // failed, or dropped meanwhile
+                                     if (t) t->close();
+                                     finished();
+                                     return;
+                                 }
+                                 factory_(std::move(t), finished, authenticated);
+                             });
+    } else {
+        auto t = ClientTransport::plain(std::move(socket));
+        entry->transport = t;
+        factory_(std::move(t), finished, authenticated);
+    }
 }
 
 void AgentServer::session_started() {

@@ -1,6 +1,10 @@
 // agent_server.hpp: the agent's listener and lifetime. Accepts clients (plain on loopback, TLS
 // when configured), hands each one to a session factory, counts live sessions and exits the
 // event loop `ttl` after the last client left (or after start if none ever came).
+// Until a client's Hello has arrived (the factory is told through `authenticated`) it is
+// unauthenticated: it must get there within `handshake_timeout` of its accept (TLS handshake,
+// link preamble and Hello together), and at most `max_unauthenticated` such clients are kept —
+// a new one pushes out the oldest, so half-open or slow connections cannot lock real clients out.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -9,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
+#include <list>
 #include <memory>
 
 #include "client_transport.hpp"
@@ -19,16 +24,18 @@ class AgentServer {
 public:
     // Starts a session on a connected transport; the session calls `finished` exactly once when
     // its client is gone.
-    using SessionFactory =
-        std::function<void(std::shared_ptr<ClientTransport> transport, std::function<void()> finished)>;
+    // `authenticated` is to be called once the client's Hello has arrived.
+    using SessionFactory = std::function<void(std::shared_ptr<ClientTransport> transport, std::function<void()> finished,
+                                              std::function<void()> authenticated)>;
 
     struct Options {
         std::chrono::seconds ttl{30};
         // How long to wait for the first client (0: ttl). A kube agent is reached only after the
         // CLI saw it ready and opened a port-forward, which takes longer than a short ttl.
         std::chrono::seconds first_client_timeout{0};
-        std::chrono::milliseconds tls_handshake_timeout{10000};
+        std::chrono::milliseconds handshake_timeout{10000};
         size_t max_clients = 1024;
+        size_t max_unauthenticated = 256;
     };
 
     // Binds and listens on `endpoint` in the calling thread's network namespace.
@@ -41,9 +48,13 @@ public:
     void start();
     void stop();
     size_t live_sessions() const { return live_; }
+    size_t unauthenticated() const { return pending_.size(); }
 
 private:
+    struct Pending;
     void do_accept();
+    void on_accepted(boost::asio::ip::tcp::socket socket);
+    void forget_pending(const std::shared_ptr<Pending>& entry);
     void session_started();
     void session_finished();
     void arm_ttl(std::chrono::seconds after);
@@ -56,6 +67,7 @@ private:
     boost::asio::steady_timer ttl_timer_;
     size_t live_ = 0;
     bool stopped_ = false;
+    std::list<std::shared_ptr<Pending>> pending_;  // oldest first
 };
 
 }  // namespace mirrord::agent

@@ -6,6 +6,7 @@
 // as an ephemeral container is), drops the privileges it no longer needs, prints
 // "agent ready - version X" with its address, and serves until its TTL ends.
 #include <linux/capability.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -25,6 +26,7 @@
 #include "agent_context.hpp"
 #include "agent_server.hpp"
 #include "client_transport.hpp"
+#include "connection_guard.hpp"
 #include "container_lookup.hpp"
 #include "dns_resolver.hpp"
 #include "incoming/incoming_hub.hpp"
@@ -188,6 +190,15 @@ int main(int argc, char** argv) {
     unsigned first_client_timeout = 0;
     app.add_option("--first-client-timeout", first_client_timeout,
                    "seconds to wait for the first client (default: the ttl)");
+    unsigned handshake_timeout = 10;
+    app.add_option("--handshake-timeout", handshake_timeout,
+                   "seconds a client may take from connecting to its Hello (TLS handshake and link preamble "
+                   "included); slower ones are closed")
+        ->check(CLI::PositiveNumber);
+    size_t max_unauthenticated = 256;
+    app.add_option("--max-unauthenticated", max_unauthenticated,
+                   "clients kept that have not said Hello yet; a new one pushes out the oldest")
+        ->check(CLI::PositiveNumber);
     unsigned resume_window = 60;
     app.add_option("--resume-window", resume_window,
                    "seconds a resumable client (one behind a port-forward) may take to reconnect");
@@ -270,16 +281,23 @@ int main(int argc, char** argv) {
         AgentServer::Options opts;
         opts.ttl = std::chrono::seconds(ttl);
         opts.first_client_timeout = std::chrono::seconds(first_client_timeout);
+        opts.handshake_timeout = std::chrono::seconds(handshake_timeout);
+        opts.max_unauthenticated = max_unauthenticated;
         // Clients behind a port-forward open resumable links; others reach their session as is.
-        ResumableClients resumable(io, std::chrono::seconds(resume_window));
-        AgentServer::SessionFactory start_session = [&ctx](std::shared_ptr<ClientTransport> t,
-                                                           std::function<void()> finished) {
+        // Both have handshake_timeout for their Hello (the server's deadline from accept comes
+        // first; these are backstops for each stage).
+        ResumableClients resumable(io, std::chrono::seconds(resume_window), opts.handshake_timeout,
+                                   opts.handshake_timeout, FirstFrameGuard::kDefaultMaxFirstFrame);
+        ResumableClients::SessionFactory start_session = [&ctx](std::shared_ptr<ClientTransport> t,
+                                                                std::function<void()> finished) {
             std::make_shared<Session>(*ctx, std::move(t), std::move(finished))->start();
         };
         AgentServer server(io, endpoint, opts, tls.get(),
                            [&resumable, &start_session](std::shared_ptr<ClientTransport> t,
-                                                        std::function<void()> finished) {
-                               resumable.route(std::move(t), std::move(finished), start_session);
+                                                        std::function<void()> finished,
+                                                        std::function<void()> authenticated) {
+                               resumable.route(std::move(t), std::move(finished), std::move(authenticated),
+                                               start_session);
                            });
 
         if (target_pid > 0) {
@@ -317,6 +335,12 @@ int main(int argc, char** argv) {
             }
         });
         ::signal(SIGPIPE, SIG_IGN);
+        // Every client costs an fd: take the hard limit (often 1024 soft against 512k+ hard), so
+        // max_clients, not EMFILE, is what bounds them.
+        if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+            nofile.rlim_cur = nofile.rlim_max;
+            ::setrlimit(RLIMIT_NOFILE, &nofile);
+        }
 
         server.start();
         std::cout << "agent ready - version " << MIRRORD_VERSION << " listening on "

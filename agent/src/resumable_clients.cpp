@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "connection_guard.hpp"
 #include "log.hpp"
 
 namespace mirrord::agent {
@@ -87,10 +88,11 @@ private:
 }  // namespace
 
 struct ResumableClients::Pending {
-    Pending(asio::io_context& io, std::shared_ptr<ClientTransport> t, std::function<void()> f)
-        : transport(std::move(t)), finished(std::move(f)), timer(io) {}
+    Pending(asio::io_context& io, std::shared_ptr<ClientTransport> t, std::function<void()> f, std::function<void()> a)
+        : transport(std::move(t)), finished(std::move(f)), authenticated(std::move(a)), timer(io) {}
     std::shared_ptr<ClientTransport> transport;
     std::function<void()> finished;
+    std::function<void()> authenticated;
     std::string bytes;
     char buffer[protocol::kLinkHelloSize];
     asio::steady_timer timer;
@@ -109,8 +111,13 @@ struct ResumableClients::Pending {
 };
 
 ResumableClients::ResumableClients(asio::io_context& io, std::chrono::milliseconds resume_window,
-                                   std::chrono::milliseconds preamble_timeout)
-    : io_(io), resume_window_(resume_window), preamble_timeout_(preamble_timeout) {}
+                                   std::chrono::milliseconds preamble_timeout, std::chrono::milliseconds hello_timeout,
+                                   size_t max_first_frame)
+    : io_(io),
+      resume_window_(resume_window),
+      preamble_timeout_(preamble_timeout),
+      hello_timeout_(hello_timeout),
+      max_first_frame_(max_first_frame) {}
 
 ResumableClients::~ResumableClients() {
     *alive_ = false;
@@ -134,13 +141,15 @@ void ResumableClients::forget_dead_links() {
 }
 
 void ResumableClients::route(std::shared_ptr<ClientTransport> transport, std::function<void()> finished,
-                             const SessionFactory& factory) {
+                             std::function<void()> authenticated, const SessionFactory& factory) {
     forget_dead_links();
-    auto pending = std::make_shared<Pending>(io_, std::move(transport), std::move(finished));
+    auto pending =
+        std::make_shared<Pending>(io_, std::move(transport), std::move(finished), std::move(authenticated));
     pending->timer.expires_after(preamble_timeout_);
     pending->timer.async_wait([pending](const error_code& ec) {
         if (!ec) {
-            log::warn("client " + pending->transport->peer() + " sent nothing within the start timeout: closed");
+            unauthenticated_client_warning()("client " + pending->transport->peer() +
+                                             " sent no start of a session within the start timeout: closed");
             pending->drop();
         }
     });
@@ -166,7 +175,9 @@ void ResumableClients::read_preamble(const std::shared_ptr<Pending>& pending, co
             } else if (!protocol::starts_link_preamble(pending->bytes)) {
                 pending->done = true;
                 pending->timer.cancel();
-                factory(std::make_shared<PrefixedTransport>(io_, pending->transport, std::move(pending->bytes)),
+                factory(FirstFrameGuard::wrap(
+                            io_, std::make_shared<PrefixedTransport>(io_, pending->transport, std::move(pending->bytes)),
+                            max_first_frame_, hello_timeout_, pending->authenticated),
                         pending->finished);
             } else if (pending->bytes.size() < protocol::kLinkHelloSize) {
                 read_preamble(pending, factory);
@@ -182,7 +193,7 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
     try {
         hello = protocol::decode_link_hello(pending->bytes);
     } catch (const LinkError& e) {
-        log::warn("client " + pending->transport->peer() + ": " + e.what());
+        unauthenticated_client_warning()("client " + pending->transport->peer() + ": " + e.what());
         pending->drop();
         return;
     }
@@ -197,8 +208,8 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
 
     if (!hello->resume) {
         if (links_.count(hello->id) != 0 || hello->received != 0) {
-            log::warn("client " + pending->transport->peer() + ": refused a new link " + id_text +
-                      " (id in use or a non-zero count)");
+            unauthenticated_client_warning()("client " + pending->transport->peer() + ": refused a new link " +
+                                             id_text + " (id in use or a non-zero count)");
             answer(LinkWelcome{LinkStatus::refused, 0}, [pending](bool) { pending->drop(); });
             return;
         }
@@ -209,7 +220,18 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
         link.expiry = std::make_shared<asio::steady_timer>(io_);
         auto expiry = link.expiry;
         const auto window = resume_window_;
-        stream->on_detached = [weak, expiry, window, id_text](const std::string& why) {
+        // Only a link whose client said Hello is worth keeping for a resume: one that loses its
+        // connection before that ends at once (else closed half-open links would pile up).
+        auto said_hello = std::make_shared<bool>(false);
+        auto& io = io_;
+        stream->on_detached = [weak, expiry, window, id_text, said_hello, &io](const std::string& why) {
+            if (!*said_hello) {
+                log::debug("resumable link " + id_text + " lost its connection (" + why + ") before Hello: ended");
+                asio::post(io, [weak] {
+                    if (auto s = weak.lock()) s->fail(asio::error::eof);
+                });
+                return;
+            }
             log::info("resumable link " + id_text + " lost its connection (" + why + "); kept " +
                       std::to_string(window.count()) + " ms for the client to come back");
             expiry->expires_after(window);
@@ -223,7 +245,13 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
         };
         const std::string peer = "link " + id_text.substr(0, 8) + " via " + pending->transport->peer();
         pending->done = true;
-        factory(std::make_shared<LinkClientTransport>(stream, peer), pending->finished);
+        factory(FirstFrameGuard::wrap(io_, std::make_shared<LinkClientTransport>(stream, peer), max_first_frame_,
+                                      hello_timeout_,
+                                      [said_hello, authenticated = pending->authenticated] {
+                                          *said_hello = true;
+                                          if (authenticated) authenticated();
+                                      }),
+                pending->finished);
         answer(LinkWelcome{LinkStatus::ok, 0}, [pending, stream](bool written) {
             if (!written) {
                 pending->transport->close();
@@ -244,8 +272,8 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
     auto it = links_.find(hello->id);
     std::shared_ptr<ResumableStream> stream = it == links_.end() ? nullptr : it->second.stream.lock();
     if (!stream || stream->failed()) {
-        log::warn("client " + pending->transport->peer() + " asked to resume link " + id_text +
-                  ", which is gone (its session ended or it never existed)");
+        unauthenticated_client_warning()("client " + pending->transport->peer() + " asked to resume link " + id_text +
+                                         ", which is gone (its session ended or it never existed)");
         answer(LinkWelcome{LinkStatus::unknown_link, 0}, [pending](bool) { pending->drop(); });
         return;
     }
@@ -270,6 +298,7 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
         }
         // This connection now serves the existing session: it does not count as one of its own.
         pending->done = true;
+        pending->authenticated();
         pending->finished();
     });
 }

@@ -6,6 +6,8 @@
 // at are handed back first). A link whose connection is lost is kept `resume_window` for its
 // client to come back (the intproxy reconnects through a new port-forward), then its session
 // ends as if the client had left.
+// Every session reads through a FirstFrameGuard (connection_guard.hpp): its Hello is size-capped
+// and must arrive within the handshake timeout, over a link too; `authenticated` is called then.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -27,13 +29,16 @@ public:
         std::function<void(std::shared_ptr<ClientTransport> transport, std::function<void()> finished)>;
 
     ResumableClients(boost::asio::io_context& io, std::chrono::milliseconds resume_window,
-                     std::chrono::milliseconds preamble_timeout = std::chrono::seconds(10));
+                     std::chrono::milliseconds preamble_timeout = std::chrono::seconds(10),
+                     std::chrono::milliseconds hello_timeout = std::chrono::seconds(10),
+                     size_t max_first_frame = 64 * 1024);
     ~ResumableClients();
 
     // Looks at the first bytes of `transport` and starts, resumes or passes on (see above).
-    // `finished` is called once for this connection when it does not become a session of its own.
+    // `finished` is called once for this connection when it does not become a session of its own;
+    // `authenticated` once its Hello arrived (or it resumed a link).
     void route(std::shared_ptr<ClientTransport> transport, std::function<void()> finished,
-               const SessionFactory& factory);
+               std::function<void()> authenticated, const SessionFactory& factory);
 
     size_t kept_links() const { return links_.size(); }
 
@@ -50,6 +55,8 @@ private:
     boost::asio::io_context& io_;
     std::chrono::milliseconds resume_window_;
     std::chrono::milliseconds preamble_timeout_;
+    std::chrono::milliseconds hello_timeout_;
+    size_t max_first_frame_;
     std::map<protocol::LinkId, Link> links_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

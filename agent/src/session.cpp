@@ -5,6 +5,8 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include <boost/asio/ip/address.hpp>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -23,6 +25,32 @@ using protocol::to_endpoint;
 namespace {
 
 constexpr size_t kReadChunk = 256 * 1024;
+// A client on a network link that stays silent for this many of its own ping intervals (and
+// never less than kMinSilence) is gone: a cable cut or a dead peer sends no FIN and no RST.
+constexpr int kMissedPings = 3;
+constexpr std::chrono::milliseconds kMinSilence{5000};
+
+// True when `peer` ("A.B.C.D:PORT" or "[V6]:PORT") is an address off this host's loopback.
+// Anything else ("link ... via ...", the resumable links, or "?") is not.
+bool is_network_peer(const std::string& peer) {
+    std::string host;
+    if (!peer.empty() && peer.front() == '[') {
+        auto end = peer.find(']');
+        if (end == std::string::npos) return false;
+        host = peer.substr(1, end - 1);
+    } else {
+        auto colon = peer.rfind(':');
+        if (colon == std::string::npos) return false;
+        host = peer.substr(0, colon);
+    }
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(host, ec);
+    if (ec) return false;
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped()) {
+        addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    }
+    return !addr.is_loopback();
+}
 
 std::string random_hex(size_t bytes) {
     std::string raw(bytes, '\0');
@@ -46,7 +74,8 @@ Session::Session(AgentContext& ctx, std::shared_ptr<ClientTransport> transport, 
       finished_(std::move(finished)),
       files_(ctx.fs),
       keepalive_(ctx.io),
-      peer_(transport_->peer()) {}
+      peer_(transport_->peer()),
+      network_peer_(is_network_peer(peer_)) {}
 
 Session::~Session() = default;
 
@@ -57,14 +86,49 @@ void Session::start() {
     do_read();
 }
 
+std::chrono::milliseconds Session::keepalive_timeout() const {
+    if (!greeted_) {
+        return ctx_.hello_timeout;
+    }
+    // Only the intproxy is known to Ping on a fixed cadence (internal_proxy.ping_interval); with
+    // the default 30 s this gives the same 90 s.
+    if (!network_peer_ || ping_gap_.count() == 0 || client_name_ != "mirrord-intproxy") {
+        return ctx_.keepalive_timeout;
+    }
+    return std::min(ctx_.keepalive_timeout, std::max(kMinSilence, kMissedPings * ping_gap_));
+}
+
+void Session::ping_seen() {
+    auto now = std::chrono::steady_clock::now();
+    if (last_ping_ != std::chrono::steady_clock::time_point{}) {
+        auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_ping_);
+        if (gap > ping_gap_) {
+            ping_gap_ = gap;
+        }
+    }
+    last_ping_ = now;
+}
+
 void Session::arm_keepalive() {
-    keepalive_.expires_after(greeted_ ? ctx_.keepalive_timeout : ctx_.hello_timeout);
+    const auto timeout = keepalive_timeout();
+    keepalive_.expires_after(timeout);
     std::weak_ptr<Session> weak = weak_from_this();
-    keepalive_.async_wait([weak](const boost::system::error_code& ec) {
+    keepalive_.async_wait([weak, timeout](const boost::system::error_code& ec) {
         auto self = weak.lock();
-        if (!ec && self && !self->closed_) {
-            self->close(self->greeted_ ? "no message from the client within the keepalive timeout"
-                                       : "no Hello from the client in time");
+        if (ec || !self || self->closed_) {
+            return;
+        }
+        if (self->read_paused_) {
+            // We stopped reading it (backpressure): its silence is ours, not its.
+            self->arm_keepalive();
+            return;
+        }
+        if (self->greeted_) {
+            log::warn("client " + self->peer_ + " dropped: nothing from it within " + std::to_string(timeout.count()) +
+                      " ms (keepalive; the link is silent)");
+            self->close("keepalive timeout");
+        } else {
+            self->close("no Hello from the client in time");
         }
     });
 }
@@ -357,6 +421,7 @@ void Session::on_message(v1::ClientMessage& m) {
             reply_error(m.request_id(), EPROTO, "Hello was already received");
             return;
         case C::kPing:
+            ping_seen();
             reply.mutable_pong()->set_nonce(m.ping().nonce());
             send(reply);
             return;

@@ -57,6 +57,11 @@ private:
     void flush();
     void close(const std::string& why);
     void arm_keepalive();
+    // The keepalive timeout now: hello_timeout before Hello, then keepalive_timeout, shortened
+    // to the client's own Ping cadence on a network link (see ping_seen()).
+    std::chrono::milliseconds keepalive_timeout() const;
+    // A Ping arrived: learn the client's ping interval (the longest gap seen).
+    void ping_seen();
 
     void get_env(const v1::ClientMessage& m);
     void get_addr_info(const v1::ClientMessage& m);
@@ -90,6 +95,12 @@ private:
     uint64_t next_conn_id_ = 1;
     std::string peer_;
     std::string client_name_;
+    // Silent-link detection: an intproxy on a network link (not loopback, not a resumable link,
+    // which has its own resume window) is dropped after kMissedPings of its own ping intervals
+    // (at least kMinSilence) without a byte from it; it pings every internal_proxy.ping_interval.
+    bool network_peer_ = false;
+    std::chrono::steady_clock::time_point last_ping_{};
+    std::chrono::milliseconds ping_gap_{0};  // longest gap between two Pings; 0 = not known yet
     // Keeps the session alive while no I/O is pending (e.g. reading paused for backpressure);
     // released by close().
     std::shared_ptr<Session> self_;

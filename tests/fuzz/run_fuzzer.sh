@@ -2,7 +2,8 @@
 # run_fuzzer.sh FUZZER SEED_TOOL WORKDIR SECONDS [SKIP_REASON] — runs a libFuzzer binary for a
 # bounded time from a freshly generated seed corpus, for ctest. Inputs that once found a bug are
 # kept in regressions/<fuzzer name>/ next to this script; they join the corpus, and libFuzzer
-# runs every corpus input before it mutates, so each one is re-checked on every run.
+# runs every corpus input before it mutates, so each one is re-checked on every run. A libFuzzer
+# dictionary in dicts/<fuzzer name>.dict, if there is one, is passed with -dict.
 # Exit 0: no finding. 1: a finding (crash/leak/timeout input kept in WORKDIR/artifacts) or the
 # fuzzer failed or is missing. 77: it cannot be built here (SKIP_REASON given) — ctest reports
 # the test as Skipped, with the reason.
@@ -23,7 +24,10 @@ if [[ -d $regressions ]]; then
   cp "$regressions"/* "$work/corpus/" || { echo "copying $regressions failed"; exit 1; }
 fi
 echo "seeds: $(ls "$work/corpus" | wc -l) files (regressions included); fuzzing for ${seconds}s"
-"$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+dict="$(dirname "$0")/dicts/$(basename "$fuzzer").dict"
+dict_arg=()
+[[ -f $dict ]] && dict_arg=(-dict="$dict")
+"$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "${dict_arg[@]}" \
   -artifact_prefix="$work/artifacts/" "$work/corpus" >"$work/fuzz.log" 2>&1
 status=$?
 tail -n 30 "$work/fuzz.log"

@@ -20,6 +20,7 @@ using protocol::to_endpoint;
 
 namespace {
 
+constexpr std::chrono::milliseconds kUnsubscribeDelay{100};  // see Proxy::unsubscribe_soon
 constexpr size_t kLocalHighWater = 8u << 20;  // bytes queued to local apps before the agent link pauses
 constexpr size_t kLocalLowWater = 2u << 20;
 
@@ -258,13 +259,12 @@ void Proxy::on_session_end(LayerSession& s, const std::string& why) {
         for (const auto& r : held) {
             release(s, r);
         }
-        for (uint32_t port : s.listens) {
+        std::vector<uint32_t> ports(s.listens.begin(), s.listens.end());
+        for (uint32_t port : ports) {
             subscriptions_.erase(port);
-            v1::ClientMessage un;
-            un.mutable_unsubscribe()->set_port(port);
-            link_.notify(un);
         }
         s.listens.clear();
+        unsubscribe_soon(std::move(ports));
         // Connections handed to this layer that it never connected to are withdrawn; accepted ones
         // live on until their sockets close (a forked child may still use them).
         std::vector<uint64_t> withdrawn;
@@ -281,6 +281,34 @@ void Proxy::on_session_end(LayerSession& s, const std::string& why) {
     }
     s.in_flight.clear();
     update_idle();
+}
+
+// An app that dies (kill -9) closes its stolen connections' sockets together with its session.
+// Their IncomingClose/IncomingShutdown must reach the agent BEFORE the Unsubscribe: with the
+// iptables/nft backends, removing the redirect of a port breaks the NAT of the connections still
+// redirected to it, so a close sent after that never reaches the remote client, which then waits
+// forever on a dead connection. So the Unsubscribe of an ended session waits a moment for the
+// relay events already under way (none pending: it goes at once).
+void Proxy::unsubscribe_soon(std::vector<uint32_t> ports) {
+    if (ports.empty()) {
+        return;
+    }
+    auto send = [this](const std::vector<uint32_t>& list) {
+        for (uint32_t port : list) {
+            if (subscriptions_.count(port) != 0) {
+                continue;  // subscribed again meanwhile (another session): not ours to undo
+            }
+            v1::ClientMessage un;
+            un.mutable_unsubscribe()->set_port(port);
+            link_.notify(un);
+        }
+    };
+    if (incoming_.empty()) {
+        send(ports);
+        return;
+    }
+    auto timer = std::make_shared<asio::steady_timer>(io_, kUnsubscribeDelay);
+    timer->async_wait([timer, send, ports = std::move(ports)](const error_code&) { send(ports); });
 }
 
 void Proxy::update_idle() {
@@ -778,6 +806,21 @@ void Proxy::on_agent_lost(const std::string& why) {
         s->close_after_flush();
     }
     stop(1, "the agent connection was lost");
+    // Every relayed connection is broken now: the app must see a reset (ECONNRESET), as from a
+    // peer that went away, not the clean EOF a normal close at our exit would give (a download
+    // would end "complete" and short). stop() closed the link first, so nothing goes to it.
+    reset_relays(ECONNRESET);
+}
+
+void Proxy::reset_relays(int err) {
+    auto tcp = tcp_;  // copies: finishing a relay erases it from its map
+    auto incoming = incoming_;
+    for (const auto& [id, relay] : tcp) relay->abort(err);
+    for (const auto& [id, relay] : incoming) relay->abort(err);
+    if (!tcp.empty() || !incoming.empty()) {
+        log::info("reset " + std::to_string(tcp.size()) + " outgoing and " + std::to_string(incoming.size()) +
+                  " incoming connection(s) of the lost agent");
+    }
 }
 
 void Proxy::stop(int code, const std::string& why) {

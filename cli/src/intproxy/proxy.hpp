@@ -10,7 +10,7 @@
 //     listener, ConnectionMetadataRequest answered from those relays;
 //   - lifetime: exits start_idle_timeout after start if no layer ever came, idle_timeout after the
 //     last session ended, and at once when the agent link is lost (in-flight requests are answered
-//     with an error first, then every session is closed).
+//     with an error first, then every session is closed and every relayed connection reset).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -62,6 +62,8 @@ private:
     void release(LayerSession& s, Resource r);
     void close_at_agent(Resource r);
     void update_idle();
+    // Unsubscribe for the ports of a session that ended, after its relays' pending events.
+    void unsubscribe_soon(std::vector<uint32_t> ports);
 
     // outgoing
     void connect(LayerSession& s, const v1::LayerMessage& m);
@@ -83,6 +85,8 @@ private:
     void on_push(v1::AgentMessage& m);
     void on_agent_lost(const std::string& why);
     void stop(int code, const std::string& why);
+    // Resets (RST) every relayed TCP connection, outgoing and incoming, with `err` (the agent is gone).
+    void reset_relays(int err);
     void queue_change(long delta);
     std::shared_ptr<StreamRelay> make_relay(StreamRelay::Kind kind, uint64_t id, bool drop_local_data);
 

@@ -89,12 +89,24 @@ std::string exec_info(const ExecPlugin& p, const ClusterInfo& c) {
     return info.dump();
 }
 
-// RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)
+// Exactly `n` ASCII digits at s[at..] (sscanf's %d would also take blanks and signs).
+bool fixed_digits(const std::string& s, size_t at, size_t n, int& out) {
+    if (at + n > s.size()) return false;
+    out = 0;
+    for (size_t i = at; i < at + n; ++i) {
+        if (s[i] < '0' || s[i] > '9') return false;
+        out = out * 10 + (s[i] - '0');
+    }
+    return true;
+}
+
+// RFC 3339: YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM), every field exactly its digits.
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(const std::string& s) {
     int Y, M, D, h, m, sec;
-    int consumed = 0;
-    if (std::sscanf(s.c_str(), "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &consumed) != 6 ||
-        consumed != 19) {
+    if (!fixed_digits(s, 0, 4, Y) || s.size() < 20 || s[4] != '-' || !fixed_digits(s, 5, 2, M) ||
+        s[7] != '-' || !fixed_digits(s, 8, 2, D) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        !fixed_digits(s, 11, 2, h) || s[13] != ':' || !fixed_digits(s, 14, 2, m) || s[16] != ':' ||
+        !fixed_digits(s, 17, 2, sec)) {
         return std::nullopt;
     }
     size_t i = 19;
@@ -116,7 +128,9 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(const std::st
         ++i;
     } else if (i + 6 == s.size() && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
         int oh = 0, om = 0;
-        if (std::sscanf(s.c_str() + i + 1, "%2d:%2d", &oh, &om) != 2) return std::nullopt;
+        if (!fixed_digits(s, i + 1, 2, oh) || !fixed_digits(s, i + 4, 2, om) || oh > 23 || om > 59) {
+            return std::nullopt;
+        }
         offset = (oh * 3600L + om * 60L) * (s[i] == '-' ? -1 : 1);
         i += 6;
     } else {
@@ -132,9 +146,15 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(const std::st
     tm.tm_hour = h;
     tm.tm_min = m;
     tm.tm_sec = sec;
-    time_t t = timegm(&tm);
-    auto tp = std::chrono::system_clock::from_time_t(t - offset);
-    return tp + std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(nanos));
+    const long long secs = static_cast<long long>(timegm(&tm)) - offset;
+    // The clock counts nanoseconds in 64 bits (years 1677..2262): clamp instead of overflowing,
+    // a later time is "never expires" in practice and an earlier one "already expired".
+    long long total = 0;
+    if (__builtin_mul_overflow(secs, 1000000000LL, &total) || __builtin_add_overflow(total, nanos, &total)) {
+        return secs < 0 ? std::chrono::system_clock::time_point::min() : std::chrono::system_clock::time_point::max();
+    }
+    return std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(total)));
 }
 
 struct RunResult {
@@ -335,12 +355,15 @@ ExecCredential run_exec_plugin(const ExecPlugin& plugin, const ClusterInfo& clus
                          (r.err.empty() ? std::string() : "; stderr: " + tail(r.err)) + hint_suffix(plugin));
     }
     if (r.out_overflow) fail(plugin, "output larger than 1 MiB");
+    return parse_exec_credential(plugin, r.out);
+}
 
+ExecCredential parse_exec_credential(const ExecPlugin& plugin, const std::string& output) {
     nlohmann::json j;
     try {
-        j = nlohmann::json::parse(r.out);
+        j = nlohmann::json::parse(output);
     } catch (const nlohmann::json::exception& e) {
-        fail(plugin, std::string("output is not valid JSON (") + e.what() + "): " + tail(r.out, 200));
+        fail(plugin, std::string("output is not valid JSON (") + e.what() + "): " + tail(output, 200));
     }
     if (!j.is_object()) fail(plugin, "output is not a JSON object");
     auto str = [&](const nlohmann::json& o, const char* key) -> std::string {

@@ -101,17 +101,29 @@ std::string resolve_path(const std::string& path, const std::string& file) {
     return (fs::path(file).parent_path() / p).lexically_normal().string();
 }
 
+// Certificates, keys and tokens are small; a bound keeps a field naming /dev/zero or a huge file
+// from exhausting memory.
+constexpr std::streamsize kMaxFieldFile = 16 << 20;
+
 std::string read_file_field(const std::string& path, const std::string& file, const std::string& where,
                             const char* field) {
     std::string full = resolve_path(path, file);
+    const std::string what = where + ": field \"" + field + "\": ";
+    std::error_code ec;
+    if (fs::is_directory(full, ec)) fail(file, what + full + " is a directory, not a file");
     std::ifstream in(full, std::ios::binary);
-    if (!in) {
-        fail(file, where + ": field \"" + field + "\": cannot read file " + full);
+    if (!in) fail(file, what + "cannot read file " + full);
+    std::string out;
+    char buf[65536];
+    while (in) {
+        in.read(buf, sizeof buf);
+        out.append(buf, static_cast<size_t>(in.gcount()));
+        if (static_cast<std::streamsize>(out.size()) > kMaxFieldFile) {
+            fail(file, what + "file " + full + " is larger than " + std::to_string(kMaxFieldFile >> 20) + " MiB");
+        }
     }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) fail(file, where + ": field \"" + field + "\": cannot read file " + full);
-    return ss.str();
+    if (in.bad()) fail(file, what + "cannot read file " + full);
+    return out;
 }
 
 // data wins over file, as in client-go.

@@ -85,4 +85,9 @@ struct ExecCredential {
 ExecCredential run_exec_plugin(const ExecPlugin& plugin, const ClusterInfo& cluster,
                                std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+// Validates and parses a plugin's stdout (the ExecCredential JSON): kind, apiVersion equal to
+// plugin.api_version, a token or a certificate+key pair, an RFC 3339 expirationTimestamp.
+// Throws KubeconfigError naming the plugin. run_exec_plugin() ends with this; the fuzzer calls it.
+ExecCredential parse_exec_credential(const ExecPlugin& plugin, const std::string& output);
+
 }  // namespace mirrord::cli::kube

@@ -336,6 +336,32 @@ Document parse_json(std::string_view text, Document doc) {
         auto pos = e.byte > 0 ? e.byte - 1 : 0;
         auto msg = what.substr(what.find(']') == std::string::npos ? 0 : what.find(']') + 2);
         fail_at(doc.source, text, pos, "failed to parse JSON: " + msg);
+    } catch (const Json::out_of_range& e) {
+        // A number beyond double's range (1e400): nlohmann reports "number overflow parsing
+        // '1e400'" without a position, so point at the first place the number stands as a value.
+        std::string what = e.what();
+        auto msg = what.substr(what.find(']') == std::string::npos ? 0 : what.find(']') + 2);
+        std::size_t pos = std::string_view::npos;
+        auto q1 = what.find('\'');
+        auto q2 = what.rfind('\'');
+        if (q1 != std::string::npos && q2 > q1 + 1) {
+            std::string_view token = std::string_view(what).substr(q1 + 1, q2 - q1 - 1);
+            auto is_value_start = [&](std::size_t at) {
+                if (at == 0) return true;
+                char b = text[at - 1];
+                return b == ':' || b == '[' || b == ',' || b == ' ' || b == '\t' || b == '\n' || b == '\r';
+            };
+            for (auto at = text.find(token); at != std::string_view::npos; at = text.find(token, at + 1)) {
+                if (is_value_start(at)) {
+                    pos = at;
+                    break;
+                }
+            }
+        }
+        if (pos == std::string_view::npos) {
+            throw ConfigError("", "failed to parse JSON: " + msg);
+        }
+        fail_at(doc.source, text, pos, "failed to parse JSON: " + msg);
     }
     JsonScanner(text, doc).run();
     return doc;
@@ -805,6 +831,12 @@ std::string_view format_name(ConfigFormat format) {
     }
     return "?";
 }
+
+namespace detail {
+std::size_t invalid_utf8_at(std::string_view s) {
+    return invalid_utf8_offset(s);
+}
+}  // namespace detail
 
 Document parse_document(std::string_view text, ConfigFormat format, std::string source) {
     Document doc;

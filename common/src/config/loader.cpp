@@ -22,12 +22,13 @@ namespace {
 
 using Json = nlohmann::json;
 
+// An environment value that ends up in the config (or in the text to render): it must be UTF-8.
 std::optional<std::string> lookup(const EnvMap& env, const std::string& name) {
     auto it = env.find(name);
     if (it == env.end()) {
         return std::nullopt;
     }
-    return it->second;
+    return detail::utf8_env_value(name, it->second);
 }
 
 // All of in. libstdc++'s file buffer throws on a read error (EISDIR, EIO, ...) from inside
@@ -363,7 +364,10 @@ LoadResult load_config(const LoadOptions& options) {
     EnvMap env = options.env ? *options.env : process_environment();
     std::optional<std::string> path = options.path;
     if (!path) {
-        path = lookup(env, kConfigFileEnv);
+        // A path, opened as bytes: no UTF-8 requirement.
+        if (auto it = env.find(kConfigFileEnv); it != env.end()) {
+            path = it->second;
+        }
     }
     if (!path) {
         // No file: defaults and environment only (mirrord's LayerFileConfig::default()).

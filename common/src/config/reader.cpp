@@ -136,7 +136,15 @@ std::optional<std::string> ParseContext::env_raw(std::string_view name) const {
     if (it == env->end()) {
         return std::nullopt;
     }
-    return it->second;
+    return utf8_env_value(name, it->second);
+}
+
+const std::string& utf8_env_value(std::string_view name, const std::string& value) {
+    if (auto off = invalid_utf8_at(value); off != std::string_view::npos) {
+        throw ConfigError("", "environment variable " + std::string(name) + " is not valid UTF-8 (byte " +
+                                  std::to_string(off) + " of its value)");
+    }
+    return value;
 }
 
 void ParseContext::fail_env(std::string_view var, const std::string& value,

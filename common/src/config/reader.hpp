@@ -23,6 +23,13 @@
 
 namespace mirrord::config::detail {
 
+// Offset of the first byte of `s` that breaks UTF-8, or npos (document.cpp). Environment values
+// are checked with it: a config value must be UTF-8 to be written as the resolved JSON.
+std::size_t invalid_utf8_at(std::string_view s);
+
+// `value` of environment variable `name`, or a ConfigError naming the variable when it is not UTF-8.
+const std::string& utf8_env_value(std::string_view name, const std::string& value);
+
 using Json = nlohmann::json;
 
 // Position of `path` in `doc`, or of its nearest parent that has one (the document itself

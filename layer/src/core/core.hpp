@@ -143,7 +143,8 @@ void set_fd_kind(int fd, FdKind kind) noexcept;
 
 // Once, in the constructor, after settings() is filled and before the app runs.
 void files_on_init() noexcept;
-// `fd` was closed (after the real close succeeded). kind = its kind before the close.
+// `fd` is being closed: called just BEFORE the real close (or close_range), while the app still
+// holds the number, so no other thread's new fd can be mistaken for it. kind = its kind before.
 void files_on_close(int fd, FdKind kind) noexcept;
 void net_on_close(int fd, FdKind kind) noexcept;
 // `newfd` is now a duplicate of `oldfd` (dup/dup2/dup3/fcntl F_DUPFD*); if newfd was ours before

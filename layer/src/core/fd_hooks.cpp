@@ -75,42 +75,42 @@ int close_logic(int fd, int (*real)(int)) {
     if (kind == FdKind::none) {
         return real(fd);
     }
+    // The modules let go of fd while the app still holds its number: once the real close has
+    // freed it, another thread's socket()/open() may get the same number at once, and a late
+    // on_close would erase that new fd's entry (its connect would then escape the layer).
+    // Linux frees the number even when close fails with EINTR/EIO, so nothing is lost by this.
     set_fd_kind(fd, FdKind::none);
-    int rc = real(fd);
-    int saved = errno;
     on_close(fd, kind);
-    errno = saved;
-    return rc;
+    return real(fd);
 }
 
-// close_range keeping the intproxy connection out of the range, then the modules' on_close for
-// each fd of theirs in it.
+// close_range keeping the intproxy connection out of the range. The modules let go of each fd
+// of theirs in the range first, for the reason close_logic gives.
 int close_range_logic(unsigned int first, unsigned int last, int flags) {
+    if (first > last) {
+        errno = EINVAL;  // what the kernel answers, before anything is detached
+        return -1;
+    }
+    unsigned top = last < static_cast<unsigned>(kFdTableSize) ? last : static_cast<unsigned>(kFdTableSize - 1);
     int ch = channel_fd();
-    int rc;
+    for (unsigned fd = first; fd <= top; ++fd) {
+        FdKind kind = fd_kind(static_cast<int>(fd));
+        if (kind != FdKind::none && static_cast<int>(fd) != ch) {
+            set_fd_kind(static_cast<int>(fd), FdKind::none);
+            on_close(static_cast<int>(fd), kind);
+        }
+    }
     if (ch >= 0 && static_cast<unsigned>(ch) >= first && static_cast<unsigned>(ch) <= last) {
-        rc = 0;
+        int rc = 0;
         if (static_cast<unsigned>(ch) > first) {
             rc = REAL(close_range)(first, static_cast<unsigned>(ch) - 1, flags);
         }
         if (rc == 0 && static_cast<unsigned>(ch) < last) {
             rc = REAL(close_range)(static_cast<unsigned>(ch) + 1, last, flags);
         }
-    } else {
-        rc = REAL(close_range)(first, last, flags);
-    }
-    if (rc != 0) {
         return rc;
     }
-    unsigned top = last < static_cast<unsigned>(kFdTableSize) ? last : static_cast<unsigned>(kFdTableSize - 1);
-    for (unsigned fd = first; fd <= top; ++fd) {
-        FdKind kind = fd_kind(static_cast<int>(fd));
-        if (kind != FdKind::none) {
-            set_fd_kind(static_cast<int>(fd), FdKind::none);
-            on_close(static_cast<int>(fd), kind);
-        }
-    }
-    return 0;
+    return REAL(close_range)(first, last, flags);
 }
 
 int close_impl(int fd, int (*real)(int)) {
@@ -155,7 +155,7 @@ void closefrom(int lowfd) {
         return;
     }
     if (close_range_logic(static_cast<unsigned>(lowfd), ~0U, 0) != 0) {
-        REAL(closefrom)(lowfd);  // no close_range syscall: glibc's fallback (modules not told)
+        REAL(closefrom)(lowfd);  // no close_range syscall: glibc's fallback (the modules were told)
     }
 }
 

@@ -13,6 +13,9 @@
  *                         association is gone (getpeername ENOTCONN)
  *   hostent NAME          gethostbyname + gethostbyname2_r(AF_INET6)
  *   cost N                N calls of hooked functions on an unmanaged fd, ns per call
+ *   closerace IP PORT N   N x (socket, connect to IP:PORT, close) while another thread churns
+ *                         socket+close: prints ok/escaped/other counts ("escaped" = ENETUNREACH,
+ *                         a connect that reached the test netns's own kernel instead of the layer)
  * Exit status 0 = every step worked; otherwise the failing step is printed on stderr. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -20,6 +23,8 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +297,46 @@ static int cmd_cost(const char* n_text) {
     return 0;
 }
 
+static atomic_int churn_stop;
+
+/* Opens and closes sockets as fast as it can: each close frees a number the other thread's next
+ * socket() may get at once. */
+static void* churn(void* arg) {
+    (void)arg;
+    while (!atomic_load(&churn_stop)) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd >= 0) close(fd);
+    }
+    return NULL;
+}
+
+static int cmd_closerace(const char* ip, const char* port, const char* n_text) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(port))};
+    if (inet_pton(AF_INET, ip, &a.sin_addr) != 1) return fail("inet_pton");
+    pthread_t t;
+    if (pthread_create(&t, NULL, churn, NULL) != 0) return fail("pthread_create");
+    long n = atol(n_text), ok = 0, escaped = 0, other = 0;
+    for (long i = 0; i < n; ++i) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) {
+            ++other;
+            continue;
+        }
+        if (connect(fd, (struct sockaddr*)&a, sizeof a) == 0) {
+            ++ok;
+        } else if (errno == ENETUNREACH) {
+            ++escaped;
+        } else {
+            ++other;
+        }
+        close(fd);
+    }
+    atomic_store(&churn_stop, 1);
+    pthread_join(t, NULL);
+    printf("ok=%ld escaped=%ld other=%ld\n", ok, escaped, other);
+    return 0;
+}
+
 int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 4 && strcmp(argv[1], "nbconnect") == 0) return cmd_nbconnect(argv[0], argv[2], argv[3]);
@@ -301,6 +346,7 @@ int main(int argc, char** argv) {
     if (argc == 3 && strcmp(argv[1], "serve") == 0) return cmd_serve(argv[2]);
     if (argc == 2 && strcmp(argv[1], "udpunspec") == 0) return cmd_udpunspec();
     if (argc == 3 && strcmp(argv[1], "cost") == 0) return cmd_cost(argv[2]);
+    if (argc == 5 && strcmp(argv[1], "closerace") == 0) return cmd_closerace(argv[2], argv[3], argv[4]);
     fprintf(stderr, "usage: %s nbconnect NAME PORT | afterexec FD | listen PORT | serve PORT | udpunspec | hostent NAME | cost N\n", argv[0]);
     return 2;
 }
