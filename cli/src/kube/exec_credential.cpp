@@ -136,8 +136,13 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(const std::st
     } else {
         return std::nullopt;
     }
-    if (i != s.size() || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60) {
+    if (i != s.size() || M < 1 || M > 12 || D < 1 || h > 23 || m > 59 || sec > 60) {
         return std::nullopt;
+    }
+    static constexpr int kDaysIn[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+    if (D > kDaysIn[M - 1] + (M == 2 && leap ? 1 : 0)) {
+        return std::nullopt;  // timegm would roll 2024-02-31 over into March
     }
     std::tm tm{};
     tm.tm_year = Y - 1900;

@@ -101,14 +101,11 @@ std::string resolve_path(const std::string& path, const std::string& file) {
     return (fs::path(file).parent_path() / p).lexically_normal().string();
 }
 
-// Certificates, keys and tokens are small; a bound keeps a field naming /dev/zero or a huge file
-// from exhausting memory.
-constexpr std::streamsize kMaxFieldFile = 16 << 20;
+// Kubeconfigs, certificates, keys and tokens are small; a bound keeps a path naming /dev/zero
+// or a huge file from exhausting memory. `what` prefixes every error.
+constexpr std::streamsize kMaxFile = 16 << 20;
 
-std::string read_file_field(const std::string& path, const std::string& file, const std::string& where,
-                            const char* field) {
-    std::string full = resolve_path(path, file);
-    const std::string what = where + ": field \"" + field + "\": ";
+std::string read_bounded(const std::string& full, const std::string& file, const std::string& what) {
     std::error_code ec;
     if (fs::is_directory(full, ec)) fail(file, what + full + " is a directory, not a file");
     std::ifstream in(full, std::ios::binary);
@@ -118,12 +115,17 @@ std::string read_file_field(const std::string& path, const std::string& file, co
     while (in) {
         in.read(buf, sizeof buf);
         out.append(buf, static_cast<size_t>(in.gcount()));
-        if (static_cast<std::streamsize>(out.size()) > kMaxFieldFile) {
-            fail(file, what + "file " + full + " is larger than " + std::to_string(kMaxFieldFile >> 20) + " MiB");
+        if (static_cast<std::streamsize>(out.size()) > kMaxFile) {
+            fail(file, what + "file " + full + " is larger than " + std::to_string(kMaxFile >> 20) + " MiB");
         }
     }
     if (in.bad()) fail(file, what + "cannot read file " + full);
     return out;
+}
+
+std::string read_file_field(const std::string& path, const std::string& file, const std::string& where,
+                            const char* field) {
+    return read_bounded(resolve_path(path, file), file, where + ": field \"" + field + "\": ");
 }
 
 // data wins over file, as in client-go.
@@ -161,11 +163,10 @@ void merge_list(const YAML::Node& root, const char* list_key, const char* inner_
 }
 
 void merge_file(const std::string& file, Merged& m) {
+    std::string text = read_bounded(file, file, "");
     YAML::Node root;
     try {
-        root = YAML::LoadFile(file);
-    } catch (const YAML::BadFile&) {
-        fail(file, "cannot read file");
+        root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
         fail(file, std::string("invalid YAML: ") + e.what());
     }
@@ -192,6 +193,10 @@ std::vector<std::string> choose_files(const LoadOptions& options) {
         std::string p = *options.kubeconfig;
         if (p.rfind("~/", 0) == 0) {
             if (auto home = get_env(options, "HOME")) p = *home + p.substr(1);
+        }
+        std::error_code ec;
+        if (fs::is_directory(p, ec)) {
+            throw KubeconfigError("kubeconfig " + p + " (from the `kubeconfig` setting): a directory, not a file");
         }
         if (!exists(p)) throw KubeconfigError("kubeconfig " + p + " (from the `kubeconfig` setting): file not found");
         return {p};

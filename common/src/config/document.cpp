@@ -317,12 +317,27 @@ private:
     std::vector<std::size_t> line_starts_;
 };
 
+// nlohmann's DOM builder, remembering where the parser stood when it failed: a number beyond
+// double's range (1e400) is reported without a position in the message, but the SAX interface
+// is told the byte offset just past the offending token.
+class PositionedDomParser : public nlohmann::detail::json_sax_dom_parser<Json> {
+public:
+    explicit PositionedDomParser(Json& root) : json_sax_dom_parser(root, true) {}
+    template <class Exception>
+    bool parse_error(std::size_t position, const std::string& last_token, const Exception& ex) {
+        error_offset = position >= last_token.size() ? position - last_token.size() : 0;
+        return json_sax_dom_parser::parse_error(position, last_token, ex);
+    }
+    std::size_t error_offset = 0;
+};
+
 Document parse_json(std::string_view text, Document doc) {
     if (auto off = too_deep_offset(text, false, false, false); off != std::string_view::npos) {
         fail_at(doc.source, text, off, too_deep_message());
     }
+    PositionedDomParser builder(doc.root);
     try {
-        doc.root = Json::parse(text.begin(), text.end(), nullptr, true, false);
+        Json::sax_parse(text.begin(), text.end(), &builder, nlohmann::detail::input_format_t::json, true, false);
     } catch (const Json::parse_error& e) {
         // nlohmann: "[json.exception.parse_error.101] parse error at line L, column C: what"
         std::string what = e.what();
@@ -337,31 +352,10 @@ Document parse_json(std::string_view text, Document doc) {
         auto msg = what.substr(what.find(']') == std::string::npos ? 0 : what.find(']') + 2);
         fail_at(doc.source, text, pos, "failed to parse JSON: " + msg);
     } catch (const Json::out_of_range& e) {
-        // A number beyond double's range (1e400): nlohmann reports "number overflow parsing
-        // '1e400'" without a position, so point at the first place the number stands as a value.
+        // "number overflow parsing '1e400'": the position is where the parser stood.
         std::string what = e.what();
         auto msg = what.substr(what.find(']') == std::string::npos ? 0 : what.find(']') + 2);
-        std::size_t pos = std::string_view::npos;
-        auto q1 = what.find('\'');
-        auto q2 = what.rfind('\'');
-        if (q1 != std::string::npos && q2 > q1 + 1) {
-            std::string_view token = std::string_view(what).substr(q1 + 1, q2 - q1 - 1);
-            auto is_value_start = [&](std::size_t at) {
-                if (at == 0) return true;
-                char b = text[at - 1];
-                return b == ':' || b == '[' || b == ',' || b == ' ' || b == '\t' || b == '\n' || b == '\r';
-            };
-            for (auto at = text.find(token); at != std::string_view::npos; at = text.find(token, at + 1)) {
-                if (is_value_start(at)) {
-                    pos = at;
-                    break;
-                }
-            }
-        }
-        if (pos == std::string_view::npos) {
-            throw ConfigError("", "failed to parse JSON: " + msg);
-        }
-        fail_at(doc.source, text, pos, "failed to parse JSON: " + msg);
+        fail_at(doc.source, text, std::min(builder.error_offset, text.size()), "failed to parse JSON: " + msg);
     }
     JsonScanner(text, doc).run();
     return doc;

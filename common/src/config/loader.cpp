@@ -31,16 +31,39 @@ std::optional<std::string> lookup(const EnvMap& env, const std::string& name) {
     return detail::utf8_env_value(name, it->second);
 }
 
-// All of in. libstdc++'s file buffer throws on a read error (EISDIR, EIO, ...) from inside
-// the iterator; it becomes a ConfigError naming what was read.
-std::string read_stream(std::istream& in, const std::string& what) {
+// A path from the environment (HOME, TMPDIR) that the config may quote: a value that is not
+// UTF-8 counts as unset, as Rust's env::var makes mirrord see it, so it never fails a load.
+std::optional<std::string> lookup_path(const EnvMap& env, const std::string& name) {
     try {
-        errno = 0;
-        return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    } catch (const std::ios_base::failure&) {
+        return lookup(env, name);
+    } catch (const ConfigError&) {
+        return std::nullopt;
+    }
+}
+
+// A config is small; the bound keeps `-f /dev/zero` (or a runaway generator behind `-f <(...)`)
+// from exhausting memory.
+constexpr std::size_t kMaxConfigBytes = 16u << 20;
+
+// All of in, at most kMaxConfigBytes. A read error (EISDIR, EIO, ...) becomes a ConfigError
+// naming what was read (the stream's sentry turns what the file buffer throws into badbit).
+std::string read_stream(std::istream& in, const std::string& what) {
+    std::string out;
+    char buf[65536];
+    errno = 0;
+    while (in) {
+        in.read(buf, sizeof buf);
+        out.append(buf, static_cast<std::size_t>(in.gcount()));
+        if (out.size() > kMaxConfigBytes) {
+            throw ConfigError("", "failed to read " + what + ": larger than " +
+                                      std::to_string(kMaxConfigBytes >> 20) + " MiB");
+        }
+    }
+    if (in.bad()) {
         int err = errno;
         throw ConfigError("", "failed to read " + what + ": " + std::strerror(err != 0 ? err : EIO));
     }
+    return out;
 }
 
 std::string read_file(const std::string& path, std::istream* stdin_stream) {
@@ -124,12 +147,12 @@ void apply_magic(LayerConfig& c, const EnvMap& env) {
     }
     auto unset = c.feature.env.unset.value_or(std::vector<std::string>{});
     c.feature.env.unset = append_dedup(unset, {"AWS_PROFILE"});
-    auto home = lookup(env, "HOME");
+    auto home = lookup_path(env, "HOME");
     if (home) {
         while (!home->empty() && home->back() == '/') {
             home->pop_back();
         }
-        std::string tmpdir = lookup(env, "TMPDIR").value_or("/tmp");
+        std::string tmpdir = lookup_path(env, "TMPDIR").value_or("/tmp");
         std::string pattern = "^" + regex_escape(*home) + "/\\.aws(/.*)?";
         auto& mapping = c.feature.fs.mapping;
         if (!mapping) {
@@ -230,7 +253,7 @@ LoadResult load_text(std::string_view text, ConfigFormat format, const LoadOptio
     Warnings warnings;
     ctx.env = &env;
     ctx.warnings = &warnings;
-    ctx.tmpdir = lookup(env, "TMPDIR").value_or("/tmp");
+    ctx.tmpdir = lookup_path(env, "TMPDIR").value_or("/tmp");
 
     // git_branch: MIRRORD_BRANCH_NAME, else git (only run when a template asks for it).
     std::optional<std::optional<std::string>> branch_cache;
@@ -375,7 +398,7 @@ LoadResult load_config(const LoadOptions& options) {
         Warnings warnings;
         ctx.env = &env;
         ctx.warnings = &warnings;
-        ctx.tmpdir = lookup(env, "TMPDIR").value_or("/tmp");
+        ctx.tmpdir = lookup_path(env, "TMPDIR").value_or("/tmp");
         LayerConfig config = detail::parse_layer_config(ctx, detail::Json::object());
         return finish(std::move(config), std::move(warnings), env, options, std::nullopt);
     }

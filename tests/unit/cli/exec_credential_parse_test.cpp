@@ -83,3 +83,16 @@ TEST_CASE("exec credential output errors name the plugin and the field", "[kubec
                            R"(","status":{"token":"t","clientKeyData":"k"}})"),
                Contains("only one of clientCertificateData and clientKeyData"));
 }
+
+TEST_CASE("exec credential timestamps with a day the month does not have are refused", "[kubeconfig][exec_credential]") {
+    // timegm rolls 2023-02-29 over into March 1st; the date is simply wrong.
+    for (const std::string bad : {"2023-02-29T00:00:00Z", "2024-02-30T00:00:00Z", "2024-04-31T00:00:00Z",
+                                  "1900-02-29T00:00:00Z", "2024-01-32T00:00:00Z"}) {
+        INFO(bad);
+        CHECK_THAT(parse_error(with_expiry(bad)), Contains("is not RFC 3339"));
+    }
+    for (const std::string good : {"2024-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "2024-12-31T23:59:59Z"}) {
+        INFO(good);
+        CHECK(parse_exec_credential(v1_plugin(), with_expiry(good)).expires);
+    }
+}

@@ -98,3 +98,15 @@ TEST_CASE("kubeconfig file fields at the size limit still load", "[kubeconfig]")
     dir.write("big.pem", big + "A");
     CHECK_THAT(load_error(ok), Contains("file " + dir.path + "/big.pem is larger than 16 MiB"));
 }
+
+TEST_CASE("a kubeconfig over the size limit or a directory is an error naming it", "[kubeconfig]") {
+    // The kubeconfig itself is read with the same bound as its file fields (yaml-cpp's LoadFile
+    // read any size).
+    ScratchDir dir;
+    std::string huge = dir.path + "/huge.yaml";
+    { std::ofstream(huge) << "apiVersion: v1\n"; }
+    fs::resize_file(huge, (16u << 20) + 1);  // sparse: no 16 MiB written
+    CHECK_THAT(load_error(huge), Contains("kubeconfig " + huge + ": file " + huge + " is larger than 16 MiB"));
+    CHECK_THAT(load_error(dir.path), Contains("kubeconfig " + dir.path + " (from the `kubeconfig` setting): a "
+                                              "directory, not a file"));
+}

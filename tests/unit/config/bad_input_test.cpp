@@ -58,3 +58,14 @@ TEST_CASE("environment values that are not UTF-8 are refused naming the variable
 TEST_CASE("an unrelated environment variable that is not UTF-8 does not matter", "[config][bad_input]") {
     CHECK(error_of("{}", ConfigFormat::Json, {{"SOME_OTHER_VAR", "\xff"}}).empty());
 }
+
+TEST_CASE("a HOME or TMPDIR that is not UTF-8 counts as unset and never fails a load", "[config][bad_input]") {
+    // magic.aws (on by default) quotes HOME in a mapping; TMPDIR is read on every load. mirrord
+    // (Rust env::var) treats such values as unset; refusing them would fail every mirrord exec.
+    auto loaded = testcfg::load("{}", ConfigFormat::Json, {{"HOME", "/home/\xff"}, {"TMPDIR", "/t\xfe"}});
+    CHECK(decode_resolved_config(encode_resolved_config(loaded.config)) == loaded.config);
+    auto with_home = testcfg::load("{}", ConfigFormat::Json, {{"HOME", "/home/u"}, {"TMPDIR", "/t\xfe"}});
+    REQUIRE(with_home.config.feature.fs.mapping);
+    CHECK(with_home.config.feature.fs.mapping->count("^/home/u/\\.aws(/.*)?") == 1);
+    CHECK(with_home.config.feature.fs.mapping->at("^/home/u/\\.aws(/.*)?") == "/tmp/.aws$1");
+}

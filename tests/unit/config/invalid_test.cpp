@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <sstream>
 #include <vector>
 
 #include "helpers.hpp"
@@ -234,4 +235,13 @@ TEST_CASE("random garbage never crashes the loader", "[config][invalid]") {
         }
     }
     SUCCEED("no crash");
+}
+
+TEST_CASE("a config file without end is refused at 16 MiB", "[config][invalid]") {
+    LoadOptions options;
+    options.env = EnvMap{};
+    std::istringstream endless(std::string((16u << 20) + 1, ' '));
+    options.path = "-";
+    options.stdin_stream = &endless;
+    CHECK_THROWS_WITH(load_config(options), Catch::Contains("failed to read the config from stdin: larger than 16 MiB"));
 }
