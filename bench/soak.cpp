@@ -12,16 +12,18 @@
 // after the warm-up (default: 60 s, at most a fifth of the run) per minute, the operations and
 // errors per kind, whether agent and intproxy left after the app, and a verdict:
 //   "growing" for a process/metric when, over the samples after the warm-up, BOTH
-//     RSS: slope > 64 KiB/min and median(last third) - median(first third) > 256 KiB,
+//     RSS: slope > 64 KiB/min and median(last third) - median(first third) >= 256 KiB,
 //     fds: slope > 0.2 fd/min and median(last third) - median(first third) >= 2;
 //   else "flat". The overall verdict is "growing" if any of agent/intproxy RSS/fds or the app's
 //   fds grows (the app's RSS is shown but not judged: it is the benchmark's own heap and threads).
-// Asserts nothing; exit code 0 = flat, 3 = growing, 1 = the run itself failed.
+// Asserts nothing; exit code 0 = flat, 3 = growing, 1 = the run itself failed (no RESULT line,
+// or a RESULT value that is not a number: the summary is printed all the same), 2 = bad usage.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -53,7 +55,10 @@ std::string read_text(const std::string& path) {
     return s.str();
 }
 
-std::map<std::string, double> parse_result(const std::string& log) {
+// The NAME=NUMBER fields of the last "RESULT" line of `log`. A field whose value is not a whole
+// number is left out and added to `malformed` (reported as an error of the run, which still
+// prints its summary).
+std::map<std::string, double> parse_result(const std::string& log, std::vector<std::string>& malformed) {
     std::map<std::string, double> out;
     auto at = log.rfind("RESULT");
     if (at == std::string::npos) return out;
@@ -61,7 +66,16 @@ std::map<std::string, double> parse_result(const std::string& log) {
     std::string kv;
     while (in >> kv) {
         auto eq = kv.find('=');
-        if (eq != std::string::npos) out[kv.substr(0, eq)] = std::stod(kv.substr(eq + 1));
+        if (eq == std::string::npos) continue;
+        const std::string value = kv.substr(eq + 1);
+        char* end = nullptr;
+        errno = 0;
+        const double v = std::strtod(value.c_str(), &end);
+        if (value.empty() || end != value.c_str() + value.size() || errno == ERANGE) {
+            malformed.push_back(kv);
+            continue;
+        }
+        out[kv.substr(0, eq)] = v;
     }
     return out;
 }
@@ -321,8 +335,9 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 100 && alive(client_pid); ++i) std::this_thread::sleep_for(100ms);
     const std::string log = read_text(app_log);
     const std::string client_log = read_text(cluster->spawn_log(client_pid));
-    auto res = parse_result(log);
-    auto cres = parse_result(client_log);
+    std::vector<std::string> malformed;
+    auto res = parse_result(log, malformed);
+    auto cres = parse_result(client_log, malformed);
 
     std::printf("\n%-9s %-6s %10s %10s %10s %10s %14s %14s %6s  %s\n", "process", "metric", "first", "min", "max", "last",
                 "slope/min", "last-first 3rd", "used", "verdict");
@@ -346,14 +361,15 @@ int main(int argc, char** argv) {
         }
     }
     std::printf("\n%-12s %12s %10s\n", "kind", "operations", "errors");
-    bool result_ok = !res.empty() && !cres.empty();
+    bool result_ok = !res.empty() && !cres.empty() && malformed.empty();
     for (const char* k : {"tcp_short", "http_out", "tcp_stream", "dns", "file", "big_file", "dir", "steal"}) {
         std::printf("%-12s %12.0f %10.0f\n", k, res[std::string(k) + "_ok"], res[std::string(k) + "_err"]);
     }
     std::printf("%-12s %12.0f %10.0f   (peer netns -> pod:%d, answered by the app)\n", "steal_client",
                 cres["steal_client_ok"], cres["steal_client_err"], kStealPort);
+    for (const auto& kv : malformed) std::printf("bench_soak: error: RESULT field with a malformed value: %s\n", kv.c_str());
     if (!result_ok) {
-        std::printf("bench_soak: missing RESULT line(s); app log tail:\n%s\nclient log tail:\n%s\n",
+        std::printf("bench_soak: missing or malformed RESULT line(s); app log tail:\n%s\nclient log tail:\n%s\n",
                     log.substr(log.size() > 2000 ? log.size() - 2000 : 0).c_str(),
                     client_log.substr(client_log.size() > 2000 ? client_log.size() - 2000 : 0).c_str());
     }
@@ -370,7 +386,7 @@ int main(int argc, char** argv) {
     std::printf("after the app exited: intproxy %s, agent %s (waited %.1f s)\n", proxy_left ? "left" : "STILL RUNNING",
                 agent_left ? "left" : "STILL RUNNING", left_after);
     std::printf("verdict: %s (rule: after a %.0f s warm-up, RSS grows if slope > 64 KiB/min and the median of the last "
-                "third of the samples exceeds the first third's by > 256 KiB; fds grow if slope > 0.2/min and that "
+                "third of the samples exceeds the first third's by >= 256 KiB; fds grow if slope > 0.2/min and that "
                 "difference is >= 2; judged: agent and intproxy RSS and fds, app fds)\n",
                 growing ? "growing" : "flat", warmup);
     // Leave nothing behind: our session's agent/intproxy if they did not leave by themselves.

@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "dns_resolver.hpp"
@@ -16,6 +17,7 @@
 namespace mirrord::agent {
 
 class IncomingHub;
+class Session;
 
 struct AgentContext {
     boost::asio::io_context& io;
@@ -32,6 +34,7 @@ struct AgentContext {
     size_t outbound_high_water = 8u << 20;  // bytes queued to the client before remotes pause
     size_t outbound_low_water = 2u << 20;
     size_t inbound_high_water = 8u << 20;   // bytes queued to remotes before the client is paused
+    std::set<Session*> sessions{};          // live sessions (each adds itself at start, leaves at close)
 };
 
 }  // namespace mirrord::agent

@@ -24,6 +24,7 @@ using tcp = asio::ip::tcp;
 AgentServer::AgentServer(asio::io_context& io, const tcp::endpoint& endpoint, Options options,
                          asio::ssl::context* tls, SessionFactory factory)
     : io_(io), acceptor_(io), options_(options), tls_(tls), factory_(std::move(factory)), ttl_timer_(io) {
+    unauthenticated_client_warning().attach(io);
     auto try_listen = [this](const tcp::endpoint& ep, bool dual_stack) {
         boost::system::error_code ec;
         acceptor_.open(ep.protocol(), ec);
@@ -62,6 +63,8 @@ AgentServer::AgentServer(asio::io_context& io, const tcp::endpoint& endpoint, Op
                                     std::to_string(endpoint.port()));
     }
 }
+
+AgentServer::~AgentServer() { unauthenticated_client_warning().detach(); }
 
 tcp::endpoint AgentServer::local_endpoint() const { return acceptor_.local_endpoint(); }
 
@@ -127,7 +130,12 @@ void AgentServer::forget_pending(const std::shared_ptr<Pending>& entry) {
 }
 
 void AgentServer::on_accepted(tcp::socket socket) {
+    boost::system::error_code pec;
+    auto remote = socket.remote_endpoint(pec);
+    const std::string peer = pec ? std::string("?") : endpoint_text(remote);
     if (live_ >= options_.max_clients) {
+        unauthenticated_client_warning()("at max_clients", "client " + peer + " refused: " + std::to_string(live_) +
+                                                               " clients already (max_clients)");
         boost::system::error_code ignored;
         socket.close(ignored);  // over the limit: refuse rather than exhaust fds
         return;
@@ -136,16 +144,14 @@ void AgentServer::on_accepted(tcp::socket socket) {
         // Full of clients that have not said Hello: the oldest goes. A real client says Hello
         // within milliseconds of connecting, so it is never the oldest for long.
         auto oldest = pending_.front();
-        unauthenticated_client_warning()(std::to_string(pending_.size()) +
+        unauthenticated_client_warning()("too many without Hello", std::to_string(pending_.size()) +
                                          " clients have not said Hello yet: dropped the oldest, " + oldest->peer);
         forget_pending(oldest);
         oldest->end();
     }
-    session_started();
+    ++live_;
     auto entry = std::make_shared<Pending>(io_);
-    boost::system::error_code pec;
-    auto remote = socket.remote_endpoint(pec);
-    entry->peer = pec ? std::string("?") : remote.address().to_string() + ":" + std::to_string(remote.port());
+    entry->peer = peer;
     entry->where = pending_.insert(pending_.end(), entry);
     entry->listed = true;
     std::weak_ptr<Pending> weak = entry;
@@ -155,23 +161,33 @@ void AgentServer::on_accepted(tcp::socket socket) {
         if (ec || !e || !e->listed) {
             return;
         }
-        unauthenticated_client_warning()("client " + e->peer + " did not finish its handshake (TLS, preamble, Hello) within " +
-                                         std::to_string(timeout.count()) + " ms: closed");
+        unauthenticated_client_warning()("handshake timeout",
+                                         "client " + e->peer + " did not finish its handshake (TLS, preamble, Hello) within " +
+                                             std::to_string(timeout.count()) + " ms: closed");
         forget_pending(e);
         e->end();
     });
-    auto finished = [this, weak, done = std::make_shared<bool>(false)] {
-        if (!*done) {
-            *done = true;
+    struct State {
+        bool done = false;
+        bool greeted = false;
+    };
+    auto state = std::make_shared<State>();
+    auto finished = [this, weak, state] {
+        if (!state->done) {
+            state->done = true;
             if (auto e = weak.lock()) {
                 forget_pending(e);
             }
-            session_finished();
+            session_finished(state->greeted);
         }
     };
-    auto authenticated = [this, weak] {
+    auto authenticated = [this, weak, state] {
         if (auto e = weak.lock()) {
             forget_pending(e);
+        }
+        if (!state->done && !state->greeted) {
+            state->greeted = true;
+            session_greeted();
         }
     };
     if (tls_ != nullptr) {
@@ -199,13 +215,18 @@ void AgentServer::on_accepted(tcp::socket socket) {
     }
 }
 
-void AgentServer::session_started() {
-    ++live_;
+void AgentServer::session_greeted() {
+    ++greeted_;
     ttl_timer_.cancel();
 }
 
-void AgentServer::session_finished() {
-    if (live_ > 0 && --live_ == 0) {
+void AgentServer::session_finished(bool greeted) {
+    if (live_ > 0) {
+        --live_;
+    }
+    // Only clients that said Hello keep the agent alive: connections that never get there (a
+    // port scanner, a token guesser) neither stop nor restart the TTL.
+    if (greeted && greeted_ > 0 && --greeted_ == 0) {
         arm_ttl(options_.ttl);
     }
     // A session may have moved a lot of data: give freed buffers back to the system.
@@ -218,7 +239,7 @@ void AgentServer::arm_ttl(std::chrono::seconds after) {
     }
     ttl_timer_.expires_after(after);
     ttl_timer_.async_wait([this](const boost::system::error_code& ec) {
-        if (!ec && live_ == 0) {
+        if (!ec && greeted_ == 0) {
             stop();
             io_.stop();
         }

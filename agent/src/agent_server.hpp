@@ -1,7 +1,8 @@
 // agent_server.hpp: the agent's listener and lifetime. Accepts clients (plain on loopback, TLS
-// when configured), hands each one to a session factory, counts live sessions and exits the
-// event loop `ttl` after the last client left (or after start if none ever came).
-// Until a client's Hello has arrived (the factory is told through `authenticated`) it is
+// when configured), hands each one to a session factory, counts live sessions (max_clients) and
+// exits the event loop `ttl` after the last authenticated client left (or after start if none
+// ever came): connections that never say a valid Hello do not keep the agent alive.
+// Until a client's Hello has been accepted (the session calls `authenticated`) it is
 // unauthenticated: it must get there within `handshake_timeout` of its accept (TLS handshake,
 // link preamble and Hello together), and at most `max_unauthenticated` such clients are kept —
 // a new one pushes out the oldest, so half-open or slow connections cannot lock real clients out.
@@ -24,7 +25,7 @@ class AgentServer {
 public:
     // Starts a session on a connected transport; the session calls `finished` exactly once when
     // its client is gone.
-    // `authenticated` is to be called once the client's Hello has arrived.
+    // `authenticated` is to be called once the client's Hello was accepted (token checked).
     using SessionFactory = std::function<void(std::shared_ptr<ClientTransport> transport, std::function<void()> finished,
                                               std::function<void()> authenticated)>;
 
@@ -43,11 +44,14 @@ public:
     AgentServer(boost::asio::io_context& io, const boost::asio::ip::tcp::endpoint& endpoint, Options options,
                 boost::asio::ssl::context* tls, SessionFactory factory);
 
+    ~AgentServer();
+
     boost::asio::ip::tcp::endpoint local_endpoint() const;
     // Starts accepting and arms the TTL timer.
     void start();
     void stop();
     size_t live_sessions() const { return live_; }
+    size_t authenticated_sessions() const { return greeted_; }
     size_t unauthenticated() const { return pending_.size(); }
 
 private:
@@ -55,8 +59,8 @@ private:
     void do_accept();
     void on_accepted(boost::asio::ip::tcp::socket socket);
     void forget_pending(const std::shared_ptr<Pending>& entry);
-    void session_started();
-    void session_finished();
+    void session_greeted();
+    void session_finished(bool greeted);
     void arm_ttl(std::chrono::seconds after);
 
     boost::asio::io_context& io_;
@@ -65,7 +69,8 @@ private:
     boost::asio::ssl::context* tls_;
     SessionFactory factory_;
     boost::asio::steady_timer ttl_timer_;
-    size_t live_ = 0;
+    size_t live_ = 0;     // accepted and not finished (max_clients)
+    size_t greeted_ = 0;  // of those, the ones whose Hello was accepted (the TTL)
     bool stopped_ = false;
     std::list<std::shared_ptr<Pending>> pending_;  // oldest first
 };

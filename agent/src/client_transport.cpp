@@ -14,12 +14,12 @@ namespace mirrord::agent {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-namespace {
-
 std::string endpoint_text(const tcp::endpoint& ep) {
     auto addr = ep.address();
     return (addr.is_v6() ? "[" + addr.to_string() + "]" : addr.to_string()) + ":" + std::to_string(ep.port());
 }
+
+namespace {
 
 class PlainTransport final : public ClientTransport {
 public:

@@ -49,6 +49,9 @@ struct TlsFiles {
 // Builds a TLS 1.2+ server context. Throws std::runtime_error naming the file that failed.
 std::unique_ptr<boost::asio::ssl::context> make_server_tls_context(const TlsFiles& files);
 
+// "a.b.c.d:port" or "[v6]:port", as peers and listeners are written in logs.
+std::string endpoint_text(const boost::asio::ip::tcp::endpoint& ep);
+
 // Parses "HOST:PORT", "[V6]:PORT" or ":PORT" (= 127.0.0.1). Throws std::invalid_argument with
 // the text and the reason.
 boost::asio::ip::tcp::endpoint parse_listen_address(const std::string& text);

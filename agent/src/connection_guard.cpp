@@ -10,21 +10,72 @@ namespace mirrord::agent {
 
 namespace asio = boost::asio;
 
-void RateLimitedWarning::operator()(const std::string& what) {
+RateLimitedWarning::~RateLimitedWarning() {
+    // A static one outlives the event loop: detach() must have dropped the timer by then.
+    if (timer_) {
+        (void)timer_.release();
+    }
+}
+
+void RateLimitedWarning::operator()(const std::string& kind, const std::string& what) {
     log::debug(what);
     const auto now = std::chrono::steady_clock::now();
-    if (logged_ && now - last_ < every_) {
-        ++suppressed_;
+    Kind& k = kinds_[kind];
+    if (k.last != std::chrono::steady_clock::time_point{} && now - k.last < every_) {
+        ++k.suppressed;
+        arm_flush();
         return;
     }
     std::string line = what;
-    if (suppressed_ > 0) {
-        line += " (and " + std::to_string(suppressed_) + " more such clients since the last warning)";
+    if (k.suppressed > 0) {
+        line += " (and " + std::to_string(k.suppressed) + " more such clients since the last warning)";
     }
     log::warn(line);
-    logged_ = true;
-    last_ = now;
-    suppressed_ = 0;
+    k.last = now;
+    k.suppressed = 0;
+}
+
+void RateLimitedWarning::flush(bool all) {
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [kind, k] : kinds_) {
+        if (k.suppressed > 0 && (all || now - k.last >= every_)) {
+            log::warn(std::to_string(k.suppressed) + " more clients refused (" + kind + ") since the last warning");
+            k.suppressed = 0;
+            k.last = now;
+        }
+    }
+}
+
+void RateLimitedWarning::attach(boost::asio::io_context& io) {
+    timer_ = std::make_unique<boost::asio::steady_timer>(io);
+    timer_armed_ = false;
+}
+
+void RateLimitedWarning::detach() {
+    flush(true);
+    timer_.reset();
+    timer_armed_ = false;
+}
+
+void RateLimitedWarning::arm_flush() {
+    if (!timer_ || timer_armed_) {
+        return;
+    }
+    timer_armed_ = true;
+    timer_->expires_after(every_);
+    timer_->async_wait([this](const boost::system::error_code& ec) {
+        if (ec) {
+            return;  // cancelled: detach() flushes itself
+        }
+        timer_armed_ = false;
+        flush();
+        for (auto& [kind, k] : kinds_) {
+            if (k.suppressed > 0) {
+                arm_flush();  // a window still open: its count comes at its end
+                break;
+            }
+        }
+    });
 }
 
 RateLimitedWarning& unauthenticated_client_warning() {
@@ -56,8 +107,8 @@ void FirstFrameGuard::start(std::chrono::milliseconds deadline) {
             return;
         }
         // A client that trickles its Hello in never completes it: the deadline does not move.
-        unauthenticated_client_warning()("client " + self->peer() + " sent no complete Hello within " +
-                                         std::to_string(deadline.count()) + " ms: closed");
+        unauthenticated_client_warning()("handshake timeout", "client " + self->peer() + " sent no complete Hello within " +
+                                                                  std::to_string(deadline.count()) + " ms: closed");
         self->state_ = State::refused;
         self->inner_->close();
     });
@@ -115,7 +166,8 @@ void FirstFrameGuard::async_read_some(void* data, size_t size, IoHandler handler
             return;
         }
         if (!self->inspect(static_cast<const unsigned char*>(data), n)) {
-            unauthenticated_client_warning()("client " + self->peer() + " refused: " + self->refusal_);
+            unauthenticated_client_warning()("oversized first frame",
+                                             "client " + self->peer() + " refused: " + self->refusal_);
             self->state_ = State::refused;
             self->deadline_.cancel();
             self->inner_->close();

@@ -3,8 +3,9 @@
 // token) has arrived in full: that frame may announce at most `max_first_frame` bytes (checked on
 // its length prefix, before anything is buffered), and it must be complete within `deadline` of
 // the session's start, however slowly its bytes trickle in (slowloris). Then the guard calls
-// `on_first_frame` (the agent server stops counting the client as unauthenticated) and only
-// passes bytes on. A guard that gives up closes the transport; the session's read fails.
+// `on_first_frame` (if any) and only passes bytes on. A guard that gives up closes the transport;
+// the session's read fails. The client counts as authenticated only later, when the Session has
+// checked the Hello's token (Session's `authenticated` callback), not when its bytes arrived.
 //
 // Used by ResumableClients for plain clients and for the session inside a resumable link, so the
 // Hello sent over a link is held to the same rules.
@@ -17,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -24,19 +26,34 @@
 
 namespace mirrord::agent {
 
-// A warning that hostile clients could repeat thousands of times a second: the first one is
-// logged, later ones are counted and logged as one line at most every `every` (the details of
-// each stay at debug level).
+// A warning that hostile clients could repeat thousands of times a second, kept per kind of
+// message: the first of a kind is logged, later ones within `every` are counted (the details of
+// each stay at debug level) and the count is logged as one line when the window ends — by a
+// timer once attach()ed to an event loop, else with the next message of that kind.
 class RateLimitedWarning {
 public:
-    explicit RateLimitedWarning(std::chrono::seconds every = std::chrono::seconds(10)) : every_(every) {}
-    void operator()(const std::string& what);
+    explicit RateLimitedWarning(std::chrono::milliseconds every = std::chrono::seconds(10)) : every_(every) {}
+    ~RateLimitedWarning();
+    // `kind` names the kind of message (counted apart); `what` is this occurrence.
+    void operator()(const std::string& kind, const std::string& what);
+    // Flushes suppressed counts from a timer on `io` (until detach()).
+    void attach(boost::asio::io_context& io);
+    // Logs what is still counted and lets go of the event loop.
+    void detach();
+    // Logs the counts of suppressed messages whose window is over (all when `all`).
+    void flush(bool all = false);
 
 private:
-    std::chrono::seconds every_;
-    std::chrono::steady_clock::time_point last_{};
-    bool logged_ = false;
-    size_t suppressed_ = 0;
+    struct Kind {
+        std::chrono::steady_clock::time_point last{};
+        size_t suppressed = 0;
+    };
+    void arm_flush();
+
+    std::chrono::milliseconds every_;
+    std::map<std::string, Kind> kinds_;
+    std::unique_ptr<boost::asio::steady_timer> timer_;
+    bool timer_armed_ = false;
 };
 
 // Clients refused before their Hello, for all guards of the process.
@@ -47,6 +64,8 @@ public:
     // A Hello is a few hundred bytes; this leaves room for any token and client name.
     static constexpr size_t kDefaultMaxFirstFrame = 64 * 1024;
 
+    // `on_first_frame` may be empty: the client counts as authenticated only once its Hello was
+    // checked (Session calls its own callback for that).
     static std::shared_ptr<FirstFrameGuard> wrap(boost::asio::io_context& io, std::shared_ptr<ClientTransport> inner,
                                                  size_t max_first_frame, std::chrono::milliseconds deadline,
                                                  std::function<void()> on_first_frame);

@@ -22,6 +22,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "agent_context.hpp"
 #include "agent_server.hpp"
@@ -37,6 +38,7 @@
 #include "session.hpp"
 #include "target_env.hpp"
 #include "target_fs.hpp"
+#include "target_watch.hpp"
 
 namespace asio = boost::asio;
 using namespace mirrord::agent;
@@ -145,11 +147,6 @@ TargetChoice choose_target(pid_t target_pid, const std::string& container_id, co
         return choice;
     }
     return choice;  // targetless
-}
-
-std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
-    auto a = ep.address();
-    return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
 }
 
 }  // namespace
@@ -289,8 +286,9 @@ int main(int argc, char** argv) {
         ResumableClients resumable(io, std::chrono::seconds(resume_window), opts.handshake_timeout,
                                    opts.handshake_timeout, FirstFrameGuard::kDefaultMaxFirstFrame);
         ResumableClients::SessionFactory start_session = [&ctx](std::shared_ptr<ClientTransport> t,
-                                                                std::function<void()> finished) {
-            std::make_shared<Session>(*ctx, std::move(t), std::move(finished))->start();
+                                                                std::function<void()> finished,
+                                                                std::function<void()> authenticated) {
+            std::make_shared<Session>(*ctx, std::move(t), std::move(finished), std::move(authenticated))->start();
         };
         AgentServer server(io, endpoint, opts, tls.get(),
                            [&resumable, &start_session](std::shared_ptr<ClientTransport> t,
@@ -318,6 +316,28 @@ int main(int argc, char** argv) {
             incoming = std::make_unique<IncomingHub>(io, std::move(in));
         }
         ctx = std::make_unique<AgentContext>(AgentContext{io, fs, *dns, std::move(env), target_pid, incoming.get(), token});
+        ctx->hello_timeout = opts.handshake_timeout;  // the session's own Hello deadline, a backstop
+        // A target that exits (its container died or restarted) leaves nothing to serve: every
+        // client is told and its session ends, so the app gets errors at once.
+        std::unique_ptr<TargetWatch> target_watch;
+        if (target_pid > 0) {
+            try {
+                target_watch = std::make_unique<TargetWatch>(io, target_pid, [&ctx, target_pid] {
+                    const std::string why =
+                        "the target process (pid " + std::to_string(target_pid) +
+                        ") exited; this mirrord session ends (run it again once the target is back)";
+                    log::warn(why);
+                    std::vector<Session*> live(ctx->sessions.begin(), ctx->sessions.end());
+                    for (Session* s : live) {
+                        if (ctx->sessions.count(s) != 0) {
+                            s->end_with_warning(why);
+                        }
+                    }
+                });
+            } catch (const std::exception& e) {
+                log::warn(std::string("cannot watch the target process: ") + e.what());
+            }
+        }
 
         // Keep what serving needs (files as root, network admin for incoming traffic); drop the
         // rest, including CAP_SYS_ADMIN and CAP_SYS_PTRACE used to get here.
@@ -339,7 +359,9 @@ int main(int argc, char** argv) {
         // max_clients, not EMFILE, is what bounds them.
         if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
             nofile.rlim_cur = nofile.rlim_max;
-            ::setrlimit(RLIMIT_NOFILE, &nofile);
+            if (::setrlimit(RLIMIT_NOFILE, &nofile) != 0) {
+                log::debug(std::string("could not raise the open file limit: ") + std::strerror(errno));
+            }
         }
 
         server.start();

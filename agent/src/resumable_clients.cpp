@@ -148,8 +148,9 @@ void ResumableClients::route(std::shared_ptr<ClientTransport> transport, std::fu
     pending->timer.expires_after(preamble_timeout_);
     pending->timer.async_wait([pending](const error_code& ec) {
         if (!ec) {
-            unauthenticated_client_warning()("client " + pending->transport->peer() +
-                                             " sent no start of a session within the start timeout: closed");
+            unauthenticated_client_warning()("handshake timeout",
+                                             "client " + pending->transport->peer() +
+                                                 " sent no start of a session within the start timeout: closed");
             pending->drop();
         }
     });
@@ -177,8 +178,8 @@ void ResumableClients::read_preamble(const std::shared_ptr<Pending>& pending, co
                 pending->timer.cancel();
                 factory(FirstFrameGuard::wrap(
                             io_, std::make_shared<PrefixedTransport>(io_, pending->transport, std::move(pending->bytes)),
-                            max_first_frame_, hello_timeout_, pending->authenticated),
-                        pending->finished);
+                            max_first_frame_, hello_timeout_, nullptr),
+                        pending->finished, pending->authenticated);
             } else if (pending->bytes.size() < protocol::kLinkHelloSize) {
                 read_preamble(pending, factory);
             } else {
@@ -193,7 +194,7 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
     try {
         hello = protocol::decode_link_hello(pending->bytes);
     } catch (const LinkError& e) {
-        unauthenticated_client_warning()("client " + pending->transport->peer() + ": " + e.what());
+        unauthenticated_client_warning()("bad link preamble", "client " + pending->transport->peer() + ": " + e.what());
         pending->drop();
         return;
     }
@@ -208,8 +209,9 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
 
     if (!hello->resume) {
         if (links_.count(hello->id) != 0 || hello->received != 0) {
-            unauthenticated_client_warning()("client " + pending->transport->peer() + ": refused a new link " +
-                                             id_text + " (id in use or a non-zero count)");
+            unauthenticated_client_warning()("link refused", "client " + pending->transport->peer() +
+                                                                 ": refused a new link " + id_text +
+                                                                 " (id in use or a non-zero count)");
             answer(LinkWelcome{LinkStatus::refused, 0}, [pending](bool) { pending->drop(); });
             return;
         }
@@ -246,12 +248,13 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
         const std::string peer = "link " + id_text.substr(0, 8) + " via " + pending->transport->peer();
         pending->done = true;
         factory(FirstFrameGuard::wrap(io_, std::make_shared<LinkClientTransport>(stream, peer), max_first_frame_,
-                                      hello_timeout_,
-                                      [said_hello, authenticated = pending->authenticated] {
-                                          *said_hello = true;
-                                          if (authenticated) authenticated();
-                                      }),
-                pending->finished);
+                                      hello_timeout_, nullptr),
+                pending->finished,
+                [said_hello, id_text, peer = pending->transport->peer(), authenticated = pending->authenticated] {
+                    *said_hello = true;
+                    log::info("client " + peer + " opened resumable link " + id_text);
+                    if (authenticated) authenticated();
+                });
         answer(LinkWelcome{LinkStatus::ok, 0}, [pending, stream](bool written) {
             if (!written) {
                 pending->transport->close();
@@ -265,15 +268,18 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
                 stream->fail(asio::error::invalid_argument);
             }
         });
-        log::info("client " + pending->transport->peer() + " opened resumable link " + id_text);
+        // Logged at info once its session's Hello is accepted (above): links that never get
+        // there are what a port scanner or a token guesser opens, thousands of times.
+        log::debug("client " + pending->transport->peer() + " opens resumable link " + id_text);
         return;
     }
 
     auto it = links_.find(hello->id);
     std::shared_ptr<ResumableStream> stream = it == links_.end() ? nullptr : it->second.stream.lock();
     if (!stream || stream->failed()) {
-        unauthenticated_client_warning()("client " + pending->transport->peer() + " asked to resume link " + id_text +
-                                         ", which is gone (its session ended or it never existed)");
+        unauthenticated_client_warning()("unknown link", "client " + pending->transport->peer() +
+                                                             " asked to resume link " + id_text +
+                                                             ", which is gone (its session ended or it never existed)");
         answer(LinkWelcome{LinkStatus::unknown_link, 0}, [pending](bool) { pending->drop(); });
         return;
     }
@@ -298,7 +304,7 @@ void ResumableClients::on_preamble(const std::shared_ptr<Pending>& pending, cons
         }
         // This connection now serves the existing session: it does not count as one of its own.
         pending->done = true;
-        pending->authenticated();
+        if (pending->authenticated) pending->authenticated();
         pending->finished();
     });
 }

@@ -7,7 +7,8 @@
 // client to come back (the intproxy reconnects through a new port-forward), then its session
 // ends as if the client had left.
 // Every session reads through a FirstFrameGuard (connection_guard.hpp): its Hello is size-capped
-// and must arrive within the handshake timeout, over a link too; `authenticated` is called then.
+// and must arrive within the handshake timeout, over a link too. `authenticated` is handed to the
+// session, which calls it once the Hello's token was accepted (or here, when a link resumes).
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -19,19 +20,21 @@
 #include <memory>
 
 #include "client_transport.hpp"
+#include "connection_guard.hpp"
 #include "mirrord/protocol/resumable_stream.hpp"
 
 namespace mirrord::agent {
 
 class ResumableClients {
 public:
-    using SessionFactory =
-        std::function<void(std::shared_ptr<ClientTransport> transport, std::function<void()> finished)>;
+    // `authenticated` is for the session to call once it accepted the client's Hello (token checked).
+    using SessionFactory = std::function<void(std::shared_ptr<ClientTransport> transport, std::function<void()> finished,
+                                              std::function<void()> authenticated)>;
 
     ResumableClients(boost::asio::io_context& io, std::chrono::milliseconds resume_window,
                      std::chrono::milliseconds preamble_timeout = std::chrono::seconds(10),
                      std::chrono::milliseconds hello_timeout = std::chrono::seconds(10),
-                     size_t max_first_frame = 64 * 1024);
+                     size_t max_first_frame = FirstFrameGuard::kDefaultMaxFirstFrame);
     ~ResumableClients();
 
     // Looks at the first bytes of `transport` and starts, resumes or passes on (see above).

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "connection_guard.hpp"
 #include "incoming/incoming_hub.hpp"
 #include "log.hpp"
 #include "mirrord/protocol/address.hpp"
@@ -68,21 +69,24 @@ std::string random_hex(size_t bytes) {
 
 }  // namespace
 
-Session::Session(AgentContext& ctx, std::shared_ptr<ClientTransport> transport, std::function<void()> finished)
+Session::Session(AgentContext& ctx, std::shared_ptr<ClientTransport> transport, std::function<void()> finished,
+                 std::function<void()> authenticated)
     : ctx_(ctx),
       transport_(std::move(transport)),
       finished_(std::move(finished)),
+      authenticated_(std::move(authenticated)),
       files_(ctx.fs),
       keepalive_(ctx.io),
       peer_(transport_->peer()),
       network_peer_(is_network_peer(peer_)) {}
 
-Session::~Session() = default;
+Session::~Session() { ctx_.sessions.erase(this); }
 
 void Session::start() {
     self_ = shared_from_this();
+    ctx_.sessions.insert(this);
     log::debug("client " + peer_ + " connected");
-    arm_keepalive();
+    arm_keepalive();  // before Hello: one deadline from now (hello_timeout), not moved by reads
     do_read();
 }
 
@@ -92,7 +96,9 @@ std::chrono::milliseconds Session::keepalive_timeout() const {
     }
     // Only the intproxy is known to Ping on a fixed cadence (internal_proxy.ping_interval); with
     // the default 30 s this gives the same 90 s.
-    if (!network_peer_ || ping_gap_.count() == 0 || client_name_ != "mirrord-intproxy") {
+    // A client that declared its ping interval in Hello is held to it from the start; otherwise
+    // only the intproxy, whose cadence is learned from the gaps between its Pings.
+    if (!network_peer_ || ping_gap_.count() == 0 || (!ping_declared_ && client_name_ != "mirrord-intproxy")) {
         return ctx_.keepalive_timeout;
     }
     return std::min(ctx_.keepalive_timeout, std::max(kMinSilence, kMissedPings * ping_gap_));
@@ -161,7 +167,9 @@ void Session::do_read() {
                                         return;
                                     }
                                     if (!self->closed_) {
-                                        self->arm_keepalive();
+                                        if (self->greeted_) {
+                                            self->arm_keepalive();
+                                        }
                                         self->do_read();
                                     }
                                 });
@@ -285,6 +293,7 @@ void Session::close(const std::string& why) {
         return;
     }
     closed_ = true;
+    ctx_.sessions.erase(this);
     log::debug("client " + peer_ + " session closed: " + why);
     keepalive_.cancel();
     for (auto& [id, e] : tcp_) {
@@ -311,6 +320,22 @@ void Session::close(const std::string& why) {
     }
     // Pending handlers hold their own references; drop ours once this call has returned.
     asio::post(ctx_.io, [self = std::move(self_)] {});
+}
+
+void Session::end_with_warning(const std::string& why) {
+    if (closed_) {
+        return;
+    }
+    if (greeted_) {
+        v1::AgentMessage line;
+        line.mutable_log()->set_level(v1::LogLine::LEVEL_WARN);
+        line.mutable_log()->set_text(why);
+        send(line);
+    }
+    v1::AgentMessage bye;
+    bye.mutable_goodbye()->set_reason(why);
+    send(bye);
+    close(why);
 }
 
 void Session::update_outbound_pressure() {
@@ -375,12 +400,18 @@ void Session::on_hello(const v1::ClientMessage& m) {
         bool ok = got.size() == ctx_.token.size() && CRYPTO_memcmp(got.data(), ctx_.token.data(), got.size()) == 0;
         if (!ok) {
             reply_error(m.request_id(), EACCES, "wrong or missing session token");
-            log::warn("client " + peer_ + " refused: wrong or missing session token");
+            unauthenticated_client_warning()("wrong token",
+                                             "client " + peer_ + " refused: wrong or missing session token");
             close("wrong token");
             return;
         }
     }
     greeted_ = true;
+    if (authenticated_) {
+        auto f = std::move(authenticated_);
+        authenticated_ = nullptr;
+        f();
+    }
     v1::AgentMessage ack;
     ack.set_request_id(m.request_id());
     auto* a = ack.mutable_hello_ack();
@@ -396,6 +427,10 @@ void Session::on_hello(const v1::ClientMessage& m) {
         }
     }
     client_name_ = h.client_name();
+    if (h.ping_interval_ms() > 0) {
+        ping_gap_ = std::chrono::milliseconds(h.ping_interval_ms());  // longer gaps seen later still count
+        ping_declared_ = true;
+    }
     a->set_session_id(random_hex(8));
     a->set_target_pid(ctx_.target_pid);
     log::info("client " + peer_ + " (" + h.client_name() + " " + h.client_version() + ") session " + a->session_id());

@@ -26,9 +26,15 @@ namespace mirrord::agent {
 
 class Session : public std::enable_shared_from_this<Session>, public IncomingClient {
 public:
-    Session(AgentContext& ctx, std::shared_ptr<ClientTransport> transport, std::function<void()> finished);
+    // `authenticated` (may be empty) is called once, when the client's Hello was accepted (token
+    // and protocol version checked): until then the agent server counts it as unauthenticated.
+    Session(AgentContext& ctx, std::shared_ptr<ClientTransport> transport, std::function<void()> finished,
+            std::function<void()> authenticated = nullptr);
     ~Session();
     void start();
+    // The target process exited: tells the client (a LogLine at WARN, then Goodbye with `why`)
+    // and ends the session, so the client fails at once instead of using a dead pod.
+    void end_with_warning(const std::string& why);
 
     // IncomingClient (mirrored and stolen connections from the IncomingHub)
     std::string client_label() const override;
@@ -57,8 +63,9 @@ private:
     void flush();
     void close(const std::string& why);
     void arm_keepalive();
-    // The keepalive timeout now: hello_timeout before Hello, then keepalive_timeout, shortened
-    // to the client's own Ping cadence on a network link (see ping_seen()).
+    // The keepalive timeout now: hello_timeout before Hello (armed once, at start), then
+    // keepalive_timeout, shortened to the client's own Ping cadence on a network link (declared
+    // in its Hello as ping_interval_ms, else learned in ping_seen()).
     std::chrono::milliseconds keepalive_timeout() const;
     // A Ping arrived: learn the client's ping interval (the longest gap seen).
     void ping_seen();
@@ -79,6 +86,7 @@ private:
     AgentContext& ctx_;
     std::shared_ptr<ClientTransport> transport_;
     std::function<void()> finished_;
+    std::function<void()> authenticated_;
     protocol::FrameDecoder decoder_;
     FileService files_;
     boost::asio::steady_timer keepalive_;
@@ -100,7 +108,8 @@ private:
     // (at least kMinSilence) without a byte from it; it pings every internal_proxy.ping_interval.
     bool network_peer_ = false;
     std::chrono::steady_clock::time_point last_ping_{};
-    std::chrono::milliseconds ping_gap_{0};  // longest gap between two Pings; 0 = not known yet
+    std::chrono::milliseconds ping_gap_{0};  // declared in Hello or the longest gap between two Pings; 0 = not known
+    bool ping_declared_ = false;             // Hello carried ping_interval_ms
     // Keeps the session alive while no I/O is pending (e.g. reading paused for backpressure);
     // released by close().
     std::shared_ptr<Session> self_;

@@ -3,7 +3,8 @@
 // overrides, post-processing and verify(), and the MIRRORD_RESOLVED_CONFIG decoder.
 // Input layout: byte 0 picks the mode (low 2 bits: 0 JSON, 1 TOML, 2 YAML, 3 base64 resolved
 // config; bit 2: verify; bit 3: empty_target_final); the rest is the file text. If the text holds
-// the line "#--env--", the lines after it are NAME=VALUE environment entries (overrides).
+// the line "#--env--", the lines after it are NAME=VALUE environment entries (overrides), all
+// but MIRRORD_BRANCH_NAME, which stays "fuzz-branch" so git never runs.
 // Every failure must be a ConfigError (anything else escapes and libFuzzer reports it).
 // Invariants checked on success: the resolved JSON reads back to the same config, and
 // MIRRORD_RESOLVED_CONFIG (base64) round-trips.
@@ -72,6 +73,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             env[std::string(line.substr(0, eq))] = std::string(line.substr(eq + 1));
         }
     }
+    // Set again after the input's lines: an input that emptied or dropped it would make every
+    // {{ git_branch }} popen() git (slow, and outside the code under test).
+    env["MIRRORD_BRANCH_NAME"] = "fuzz-branch";
 
     LoadOptions options;
     options.env = env;

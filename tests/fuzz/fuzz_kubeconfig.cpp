@@ -1,8 +1,9 @@
 // fuzz_kubeconfig.cpp: libFuzzer target for the kubeconfig loader (cli/src/kube/kubeconfig.cpp):
 // YAML, KUBECONFIG merging, context/cluster/user resolution, base64 *-data fields, file fields,
 // exec plugin stanzas (parsed only: nothing is ever run). The input is split on the line
-// "#--next-file--" into up to 3 kubeconfig files, written to a private temp dir (removed at exit)
-// and loaded through KUBECONFIG=a:b:c; the dir also holds small ca.crt/token files so relative
+// "#--next-file--" into up to 3 kubeconfig files, written to a private temp dir under $TMPDIR
+// (run_fuzzer.sh points it into its work dir, which the next run wipes, so a crash leaves nothing
+// in /tmp; removed at a normal exit) and loaded through KUBECONFIG=a:b:c; the dir also holds small ca.crt/token files so relative
 // file fields can succeed. Byte 0 picks options: bit 0 accept_invalid_certificates, bit 1 an
 // explicit context "fuzz". Every failure must be a KubeconfigError whose message names a kubeconfig.
 #include <unistd.h>

@@ -17,7 +17,10 @@ if [[ ! -x $fuzzer ]]; then
   echo "FAILED: $fuzzer should have been built (clang is here) but is missing: build first"
   exit 1
 fi
-rm -rf "$work" && mkdir -p "$work/corpus" "$work/artifacts" || exit 1
+rm -rf "$work" && mkdir -p "$work/corpus" "$work/artifacts" "$work/tmp" || exit 1
+# A fuzzer's temp files (fuzz_kubeconfig's) go under the work dir: a crash leaves nothing in
+# /tmp, and the next run wipes them.
+export TMPDIR="$work/tmp"
 "$seeds" "$work/corpus" || { echo "seed corpus generation failed"; exit 1; }
 regressions="$(dirname "$0")/regressions/$(basename "$fuzzer")"
 if [[ -d $regressions ]]; then

@@ -24,6 +24,9 @@
 //   * A regex's source is at most kMaxRegexSource bytes and its estimated automaton size (counted
 //     repetitions like a{1000} multiply) at most kMaxRegexWeight states, so that one line costs at
 //     most about a millisecond per regex even for hostile text.
+//   * No number in a regex (a counted repetition's bounds, a back-reference) may have more than
+//     kMaxRegexDigits digits: libstdc++'s regex compiler accumulates them in a `long` without a
+//     check (signed overflow, undefined behaviour, from 19 digits on; found by the fuzzer).
 // GCC 12 with -fsanitize=address,undefined and optimisation (RelWithDebInfo sanitizer builds)
 // reports a false -Wmaybe-uninitialized from inside libstdc++'s <regex> (std::function in regex states); under -Werror that breaks those builds, so
 // this file turns that one warning off (as tests/unit/catch_main.cpp does).
@@ -45,6 +48,7 @@ constexpr std::size_t kMaxNesting = 16;         // all_of/any_of nested in one a
 constexpr std::size_t kMaxRegexText = 8 * 1024;  // bytes a regex is run on, per line / path
 constexpr std::size_t kMaxRegexSource = 4 * 1024;
 constexpr std::uint64_t kMaxRegexWeight = 8 * 1024;
+constexpr std::size_t kMaxRegexDigits = 9;  // fits libstdc++'s int counts (see the top comment)
 
 constexpr auto kRegexOptions =
     std::regex::ECMAScript | std::regex::icase | std::regex_constants::__polynomial;
@@ -193,6 +197,37 @@ std::uint64_t regex_weight(std::string_view re) {
     return total;
 }
 
+// True when a run of more than kMaxRegexDigits digits follows '\\' (a back-reference), '{' or
+// '{n,' (a repetition count): the numbers std::regex reads as integers. Conservative: a '{'
+// inside a bracket expression (a literal there) is checked as well.
+bool has_oversized_number(std::string_view re) {
+    auto digits_at = [&](std::size_t i) {
+        std::size_t n = 0;
+        while (i + n < re.size() && re[i + n] >= '0' && re[i + n] <= '9') {
+            ++n;
+        }
+        return n;
+    };
+    for (std::size_t i = 0; i < re.size(); ++i) {
+        if (re[i] == '\\') {
+            if (digits_at(i + 1) > kMaxRegexDigits) {
+                return true;
+            }
+            ++i;  // the escaped character
+        } else if (re[i] == '{') {
+            const std::size_t low = digits_at(i + 1);
+            if (low > kMaxRegexDigits) {
+                return true;
+            }
+            const std::size_t comma = i + 1 + low;
+            if (comma < re.size() && re[comma] == ',' && digits_at(comma + 1) > kMaxRegexDigits) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 // The request-target's path-and-query: absolute-form "scheme://authority/p?q" -> "/p?q".
 std::string_view path_and_query(std::string_view target) {
     if (target.empty() || target.front() == '/') {
@@ -311,6 +346,10 @@ void HttpFilterMatcher::Node::compile_regex(Node& node, const std::string& sourc
     const std::string quoted = std::string(field) + " \"" + source + "\"";
     if (pattern.size() > kMaxRegexSource) {
         fail(quoted.substr(0, 80) + "...: longer than " + std::to_string(kMaxRegexSource) + " bytes");
+    }
+    if (has_oversized_number(pattern)) {
+        fail(quoted + ": a repetition count or back-reference of more than " + std::to_string(kMaxRegexDigits) +
+             " digits");
     }
     if (regex_weight(pattern) > kMaxRegexWeight) {
         fail(quoted + ": too complex (counted repetitions make an automaton of more than " +

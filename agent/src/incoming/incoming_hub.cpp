@@ -52,8 +52,28 @@ IncomingHub::IncomingHub(asio::io_context& io, IncomingOptions options) : io_(io
 IncomingHub::~IncomingHub() {
     *alive_ = false;
     capture_.reset();
+    // Stolen connections are reset while their redirect rules still exist: deleting an iptables-nft
+    // REDIRECT rule breaks the NAT of the connections it redirected, so a reset sent afterwards
+    // leaves untranslated and never reaches the remote, which would then wait forever.
+    reset_streams([](const StreamEntry&) { return true; }, false);
     if (redirector_) {
         redirector_->shutdown();
+    }
+}
+
+void IncomingHub::reset_streams(const std::function<bool(const StreamEntry&)>& which, bool tell_client) {
+    std::vector<std::pair<std::uint64_t, std::weak_ptr<StreamSink>>> chosen;
+    for (auto& [id, e] : streams_) {
+        if (which(e)) chosen.emplace_back(id, e.sink);
+    }
+    for (auto& [id, weak] : chosen) {
+        if (tell_client) {
+            stream_close(id, ECONNRESET);
+        }
+        streams_.erase(id);
+        if (auto s = weak.lock()) {
+            s->stream_client_closed(id, ECONNRESET);
+        }
     }
 }
 
@@ -187,6 +207,12 @@ void IncomingHub::remove_client_from_port(IncomingClient& client, std::uint16_t 
     std::erase_if(ps.filtered, [&](const FilteredSteal& f) { return f.client == &client; });
     std::erase_if(ps.waiting, [&](const Waiting& w) { return w.client == &client; });
     promote_waiting(port, ps);
+    if (ps.redirected && !ps.any_steal()) {
+        // The redirect goes away below: this client's stolen connections on the port are reset
+        // first, while the rule that redirected them still translates the reset (see ~IncomingHub).
+        reset_streams([&](const StreamEntry& e) { return e.client == &client && e.port == port && !e.mirror_flow; },
+                      true);
+    }
     try {
         update_redirect(port);
     } catch (const std::exception& e) {
@@ -350,7 +376,7 @@ IncomingClient* IncomingHub::match_steal_filter(std::uint16_t port, const HttpRe
 std::uint64_t IncomingHub::open_stream(IncomingClient& client, std::weak_ptr<StreamSink> sink, std::uint16_t port,
                                        const tcp::endpoint& remote, const tcp::endpoint& local, v1::IncomingMode mode) {
     std::uint64_t id = next_stream_id_++;
-    streams_[id] = StreamEntry{&client, std::move(sink), 0};
+    streams_[id] = StreamEntry{&client, std::move(sink), 0, port};
     v1::AgentMessage m;
     auto* c = m.mutable_incoming_connection();
     c->set_connection_id(id);
@@ -463,6 +489,8 @@ std::size_t IncomingHub::queued_towards_remotes(const IncomingClient& client) co
 }
 
 void IncomingHub::client_gone(IncomingClient& client) {
+    // Its streams are reset BEFORE its ports' redirects are removed (see ~IncomingHub).
+    reset_streams([&](const StreamEntry& e) { return e.client == &client; }, false);
     std::vector<std::uint16_t> ports;
     for (auto& [port, ps] : ports_) {
         ports.push_back(port);
@@ -470,16 +498,6 @@ void IncomingHub::client_gone(IncomingClient& client) {
     for (std::uint16_t port : ports) {
         if (auto it = ports_.find(port); it != ports_.end()) {
             remove_client_from_port(client, port, it->second);
-        }
-    }
-    std::vector<std::pair<std::uint64_t, std::weak_ptr<StreamSink>>> mine;
-    for (auto& [id, e] : streams_) {
-        if (e.client == &client) mine.emplace_back(id, e.sink);
-    }
-    for (auto& [id, weak] : mine) {
-        streams_.erase(id);
-        if (auto s = weak.lock()) {
-            s->stream_client_closed(id, ECONNRESET);
         }
     }
     for (auto& [flow, f] : mirror_flows_) {

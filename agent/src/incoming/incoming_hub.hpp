@@ -149,6 +149,7 @@ private:
         IncomingClient* client;
         std::weak_ptr<StreamSink> sink;  // empty for mirror copies (the hub itself)
         std::uint64_t mirror_flow = 0;   // mirror copies: the capture flow
+        std::uint16_t port = 0;
     };
     struct MirrorCopy {  // one client's copy of a captured flow
         IncomingClient* client;
@@ -166,6 +167,9 @@ private:
     void ensure_redirector();
     void flush_port_connections(std::uint16_t port);
     void remove_client_from_port(IncomingClient& client, std::uint16_t port, PortState& ps);
+    // Forgets the chosen streams and resets their stolen connections (ECONNRESET to the remote);
+    // with tell_client, each stream's client also gets IncomingClose(ECONNRESET).
+    void reset_streams(const std::function<bool(const StreamEntry&)>& which, bool tell_client);
     void promote_waiting(std::uint16_t port, PortState& ps);
     void warn_client(IncomingClient& client, const std::string& text);
     void on_accept(boost::asio::ip::tcp::socket socket, boost::asio::ip::tcp::endpoint original);

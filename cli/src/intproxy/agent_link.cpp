@@ -9,6 +9,9 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "intproxy/log.hpp"
 
 namespace mirrord::cli::intproxy {
@@ -119,6 +122,13 @@ void AgentLink::start(std::chrono::milliseconds timeout,
         });
 }
 
+void AgentLink::set_ping_interval(std::chrono::seconds interval) {
+    if (interval.count() > 0) {
+        ping_interval_ = interval;
+        ping_interval_set_ = true;
+    }
+}
+
 void AgentLink::on_connected() {
     auto say_hello = [this] {
         do_read();
@@ -128,6 +138,11 @@ void AgentLink::on_connected() {
         h->set_client_name("mirrord-intproxy");
         h->set_client_version(MIRRORD_VERSION);
         h->set_auth_token(info_.token);
+        if (ping_interval_set_) {
+            h->set_ping_interval_ms(static_cast<uint32_t>(
+                std::min<std::chrono::milliseconds::rep>(
+                    std::chrono::duration_cast<std::chrono::milliseconds>(ping_interval_).count(), UINT32_MAX)));
+        }
         for (auto c : {v1::CAPABILITY_ENV, v1::CAPABILITY_FILES, v1::CAPABILITY_DNS, v1::CAPABILITY_OUTGOING_TCP,
                        v1::CAPABILITY_OUTGOING_UDP, v1::CAPABILITY_INCOMING_MIRROR, v1::CAPABILITY_INCOMING_STEAL}) {
             h->add_capabilities(c);
@@ -516,7 +531,13 @@ void AgentLink::dispatch(v1::AgentMessage& m) {
             fail("the agent said goodbye: " + m.goodbye().reason());
             return;
         case v1::AgentMessage::kLog:
-            log::info("agent: " + m.log().text());
+            // At the agent's level: a WARN (the target exited, a port taken over) must show.
+            switch (m.log().level()) {
+                case v1::LogLine::LEVEL_ERROR: log::error("agent: " + m.log().text()); break;
+                case v1::LogLine::LEVEL_WARN: log::warn("agent: " + m.log().text()); break;
+                case v1::LogLine::LEVEL_DEBUG: log::debug("agent: " + m.log().text()); break;
+                default: log::info("agent: " + m.log().text()); break;
+            }
             return;
         default:
             break;

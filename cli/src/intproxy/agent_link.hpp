@@ -53,6 +53,9 @@ public:
     AgentLink(boost::asio::io_context& io, ConnectInfo info);
     ~AgentLink();
 
+    // Before start(): the ping interval serve() will use, told to the agent in Hello
+    // (ping_interval_ms) so it detects a silent link from the first interval on.
+    void set_ping_interval(std::chrono::seconds interval);
     // Connects, says Hello (client "mirrord-intproxy"), checks a Ping/Pong, all within `timeout`.
     // `done` gets "" and the HelloAck, or a clear error.
     void start(std::chrono::milliseconds timeout,
@@ -103,6 +106,7 @@ private:
     boost::asio::steady_timer start_timer_;
     boost::asio::steady_timer ping_timer_;
     std::chrono::seconds ping_interval_{30};
+    bool ping_interval_set_ = false;  // set_ping_interval() was called: Hello carries it
     std::function<void(const std::string&, const v1::HelloAck&)> start_done_;
     Handlers handlers_;
     bool serving_ = false;

@@ -174,7 +174,12 @@ int intproxy_command(const std::vector<std::string>& args) {
         asio::io_context& io;
         ~StopLoop() { io.stop(); }
     } stop_loop{io};
+    // The agent is told the ping interval in Hello: on a network link it drops a silent intproxy
+    // after 3 intervals (a cut cable sends no FIN).
+    const auto ping_interval =
+        std::chrono::seconds(std::max<uint64_t>(1, std::min<uint64_t>(ip.ping_interval, 3600)));
     AgentLink link(io, info);
+    link.set_ping_interval(ping_interval);
     std::string error;
     bool started = false;
     link.start(std::chrono::seconds(10), [&](const std::string& e, const v1::HelloAck& ack) {
@@ -217,7 +222,7 @@ int intproxy_command(const std::vector<std::string>& args) {
     ProxyOptions options;
     options.start_idle_timeout = seconds_ms(ip.start_idle_timeout);
     options.idle_timeout = seconds_ms(ip.idle_timeout);
-    options.ping_interval = std::chrono::seconds(std::max<uint64_t>(1, std::min<uint64_t>(ip.ping_interval, 3600)));
+    options.ping_interval = ping_interval;
     options.port_mapping = cfg.feature.network.incoming.port_mapping;
     switch (cfg.feature.network.incoming.on_concurrent_steal) {
         case config::ConcurrentSteal::Continue:

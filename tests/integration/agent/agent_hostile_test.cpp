@@ -3,11 +3,12 @@
 // reads and a checksummed TCP echo stream). Attacks: 1,000 half-open connections (nothing sent,
 // half a Hello, half a link preamble, a link with no Hello), slowloris (a byte every 300 ms of a
 // Hello or a link preamble, on hundreds of connections), first frames announcing huge lengths
-// (plain and inside a link) and garbage, connect/close storms. Checked: the good client never
-// stops and stays within a generous latency bound, new clients still get in, the agent's fd count
-// and RSS stay bounded and come back once the agent has cut the attackers by its own timeouts
-// (the attackers keep their sockets open), and nothing crashes; the same for half-open TLS. Also: clients without or with a
-// wrong session token are refused, on plain and TLS listeners, and learn nothing.
+// (plain and inside a link), garbage, connect/close storms. Checked: the good client never stops
+// and stays within a generous latency bound, new clients still get in, the agent's fd count and RSS stay bounded and come back once the agent has cut the
+// attackers by its own timeouts (the attackers keep their sockets open), and nothing crashes; the
+// same for half-open TLS. Also: clients without or with a wrong session token are refused, on
+// plain and TLS listeners, and learn nothing. With a hard fd limit too low for an attack, the
+// attack is made smaller (and says so) rather than the test failing.
 // The single-client cases (one garbage client, one 256 MiB frame, vanishing mid-transfer) are in
 // agent_loopback_test.cpp.
 #include <catch2/catch.hpp>
@@ -26,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -83,14 +85,54 @@ std::string pattern(size_t n, uint32_t seed) {
     return s;
 }
 
-// Enough fds for a thousand attackers in this process (the agent inherits the limit, and raises
-// its own soft limit anyway).
-void raise_fd_limit() {
+// Raises this process's soft fd limit to the hard one (the agent inherits it, and raises its own
+// soft limit anyway) and returns how many attacker sockets fit, at most `wanted`: the limit minus
+// a reserve for everything else the test holds (stdio, the agent's pipes, the echo server and its
+// connections, clients). When the hard limit is too low for `wanted`, the attack is made smaller to
+// fit and says so (stderr, and in the failure report through INFO) rather than failing.
+size_t attack_size(size_t wanted) {
+    constexpr rlim_t kReserve = 128;
     rlimit r{};
     REQUIRE(::getrlimit(RLIMIT_NOFILE, &r) == 0);
-    r.rlim_cur = r.rlim_max;
-    REQUIRE(::setrlimit(RLIMIT_NOFILE, &r) == 0);
-    REQUIRE(r.rlim_cur >= 4096);
+    if (r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        REQUIRE(::setrlimit(RLIMIT_NOFILE, &r) == 0);
+    }
+    const rlim_t room = r.rlim_cur > 2 * kReserve ? r.rlim_cur - kReserve : r.rlim_cur / 2;
+    if (room >= wanted) return wanted;
+    std::fprintf(stderr, "hostile: RLIMIT_NOFILE is %llu (hard): %zu attacker sockets instead of %zu\n",
+                 static_cast<unsigned long long>(r.rlim_cur), static_cast<size_t>(room), wanted);
+    UNSCOPED_INFO("RLIMIT_NOFILE is " << r.rlim_cur << " (hard limit): the attack used " << room
+                                      << " sockets instead of " << wanted);
+    return static_cast<size_t>(room);
+}
+
+// A private directory under TMPDIR, removed with everything in it when the test ends, also when a
+// REQUIRE throws (the TLS tests keep a private key there).
+struct ScratchDir {
+    std::string path;
+    explicit ScratchDir(const std::string& prefix) {
+        std::string tmpl = (fs::temp_directory_path() / (prefix + "XXXXXX")).string();
+        REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+        path = tmpl;
+    }
+    ~ScratchDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    ScratchDir(const ScratchDir&) = delete;
+    ScratchDir& operator=(const ScratchDir&) = delete;
+};
+
+// A self-signed certificate for 127.0.0.1 and its key, written by openssl into `dir` as cert.pem
+// and key.pem. openssl is one of the packages scripts/setup.sh installs.
+void make_tls_cert(const std::string& dir) {
+    INFO("openssl is needed to make the agent's test certificate: run scripts/setup.sh (it installs openssl)");
+    REQUIRE(std::system("command -v openssl >/dev/null 2>&1") == 0);
+    const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext "
+                            "subjectAltName=IP:127.0.0.1 -keyout " + dir + "/key.pem -out " + dir +
+                            "/cert.pem >/dev/null 2>&1";
+    REQUIRE(std::system(cmd.c_str()) == 0);
 }
 
 // A TCP echo server on loopback: every connection gets its bytes back.
@@ -283,17 +325,15 @@ private:
 // What every scenario shares: an agent, an echo server, a file to read and the good client.
 struct Scene {
     EchoServer echo;
-    std::string dir, file, file_bytes;
+    ScratchDir scratch{"mirrord-it-hostile-"};  // before the agent: removed last, also if a member's constructor throws
+    std::string file, file_bytes;
     std::unique_ptr<Agent> agent;
     std::unique_ptr<GoodClient> good;
     size_t base_fds = 0, base_rss = 0;
     LatencyStats quiet;
 
     explicit Scene(std::vector<std::string> agent_args) {
-        raise_fd_limit();
-        dir = fs::temp_directory_path() / ("mirrord-it-hostile-" + std::to_string(::getpid()));
-        fs::create_directories(dir);
-        file = dir + "/data.bin";
+        file = scratch.path + "/data.bin";
         file_bytes = pattern(8 * 1024, 99);
         std::ofstream(file, std::ios::binary) << file_bytes;
         agent = std::make_unique<Agent>(agent_args);
@@ -308,8 +348,6 @@ struct Scene {
     ~Scene() {
         good.reset();
         agent.reset();
-        std::error_code ec;
-        fs::remove_all(dir, ec);
     }
 
     // Checks the good client under attack and reports the figures.
@@ -325,8 +363,14 @@ struct Scene {
         INFO("good client failure: " << good->failure());
         REQUIRE(good->failure().empty());
         CHECK(attacked.count >= 10);  // it kept working all along
-        // Generous bound proving "never stalled" (a round is ~1 ms when quiet); not a speed claim.
-        CHECK(attacked.max_ms < 2000);
+        // A generous bound proving "never stalled", not a speed claim: a round takes ~1 ms when
+        // quiet, but under ctest -j2 on 2 cores the attack, the agent, the echo threads and
+        // another test share them, so the bound scales with this run's quiet p99 (x 100), with a
+        // 2 s floor. A real stall (a client held until a handshake timeout or a ping timeout, a
+        // blocked event loop) lasts seconds and still fails it.
+        const double bound_ms = std::max(2000.0, 100 * quiet.p99_ms);
+        INFO("bound on the good client's round under attack: " << bound_ms << " ms");
+        CHECK(attacked.max_ms < bound_ms);
     }
 
     // Waits (up to `timeout`) until the agent is back to its quiet fd count; returns the count.
@@ -454,16 +498,18 @@ TEST_CASE("hostile: 1000 half-open connections and half handshakes lock nobody o
     // Four kinds, interleaved: nothing at all; half a Hello frame; half a link preamble; a whole
     // link preamble (a session over a link then waits for its Hello) and nothing more.
     const std::string hello = hello_frame(kToken);
+    // 1000 unless the fd limit is lower (then fewer, still well over the cap of 256).
+    const size_t n_attackers = attack_size(1000);
     std::vector<int> attackers;
     std::vector<double> fresh;
     auto t_attack = Clock::now();
-    for (int i = 0; i < 1000; ++i) {
+    for (size_t i = 0; i < n_attackers; ++i) {
         int fd = connect_raw(agent);
         switch (i % 4) {
             case 0: break;
             case 1: send_bytes(fd, hello.substr(0, hello.size() / 2)); break;
-            case 2: send_bytes(fd, new_link_preamble(i).substr(0, 12)); break;
-            case 3: send_bytes(fd, new_link_preamble(i)); break;
+            case 2: send_bytes(fd, new_link_preamble(static_cast<uint32_t>(i)).substr(0, 12)); break;
+            case 3: send_bytes(fd, new_link_preamble(static_cast<uint32_t>(i))); break;
         }
         attackers.push_back(fd);
         if (i % 250 == 125) fresh.push_back(fresh_client_ms(agent));  // new clients still get in
@@ -480,9 +526,9 @@ TEST_CASE("hostile: 1000 half-open connections and half handshakes lock nobody o
     size_t rss_after = rss_kib(agent.p.pid);
     auto fresh_stats = stats(fresh);
     std::fprintf(stderr,
-                 "hostile[half-open]: 1000 attackers connected in %.2f s, %zu cut by the agent after %.2f s; fresh "
+                 "hostile[half-open]: %zu attackers connected in %.2f s, %zu cut by the agent after %.2f s; fresh "
                  "clients during the attack: %zu, max %.1f ms to Hello+Ping; agent fds after %zu, RSS after %zu KiB\n",
-                 connect_s, cut, all_cut_s, fresh_stats.count, fresh_stats.max_ms, fds_after, rss_after);
+                 n_attackers, connect_s, cut, all_cut_s, fresh_stats.count, fresh_stats.max_ms, fds_after, rss_after);
     CHECK(cut == attackers.size());
     scene.check_good_client("half-open");
     // At most --max-unauthenticated (256) of them were ever held at once.
@@ -503,15 +549,17 @@ TEST_CASE("hostile: slowloris on Hello and link preamble is cut at the handshake
     // take minutes), a link preamble, and a whole preamble followed by a trickled Hello inside
     // the link's DATA records.
     const std::string slow_hello = hello_frame(kToken, 2000);
+    const size_t n_slow = attack_size(300);
     std::vector<int> fds;
     std::vector<std::string> scripts;
-    for (int i = 0; i < 300; ++i) {
+    for (size_t i = 0; i < n_slow; ++i) {
+        const uint32_t n = static_cast<uint32_t>(i);
         int fd = connect_raw(agent);
         switch (i % 3) {
             case 0: scripts.push_back(slow_hello); break;
-            case 1: scripts.push_back(new_link_preamble(1000 + i)); break;
+            case 1: scripts.push_back(new_link_preamble(1000 + n)); break;
             case 2: {
-                send_bytes(fd, new_link_preamble(2000 + i));
+                send_bytes(fd, new_link_preamble(2000 + n));
                 std::string records;
                 for (char c : slow_hello) records += link_data_record(std::string(1, c));
                 scripts.push_back(records);
@@ -553,20 +601,25 @@ TEST_CASE("hostile: slowloris on Hello and link preamble is cut at the handshake
     CHECK(alive(agent.p.pid));
 }
 
-TEST_CASE("hostile: huge first frames and garbage before Hello are refused at once and cost no memory") {
-    Scene scene({"--ttl", "30", "--handshake-timeout", "5"});
+TEST_CASE("hostile: huge first frames before Hello are refused on the length prefix and cost no memory") {
+    // A 30 s handshake timeout: each client's deadline runs from its own connect, and every close
+    // below is seen within 30 s of the first connect (checked), so a close can only be the
+    // refusal on the length prefix, never the timeout.
+    Scene scene({"--ttl", "60", "--handshake-timeout", "30"});
     const Agent& agent = *scene.agent;
     // 60 clients announce a 15 MiB Hello (under the 16 MiB frame cap) and push 1 MiB of it; 30 do
-    // the same inside a link; 60 send random garbage. Before any Hello a frame may be 64 KiB:
-    // refused on the length prefix, never buffered.
-    std::vector<int> huge, garbage;
-    std::mt19937 rng(7);
+    // the same inside a link with 512 KiB. Before any Hello a frame may be 64 KiB: refused on the
+    // length prefix, never buffered.
+    const size_t n_huge = attack_size(90);
+    std::vector<int> huge;
     const std::string mib(1 << 20, 'A');
-    for (int i = 0; i < 90; ++i) {
+    const auto t_first = Clock::now();
+    for (size_t i = 0; i < n_huge; ++i) {
         int fd = connect_raw(agent);
         std::string prefix = varint(15u << 20);
         if (i % 3 == 2) {
-            send_bytes(fd, new_link_preamble(3000 + i) + link_data_record(prefix + mib.substr(0, 512 * 1024)));
+            send_bytes(fd, new_link_preamble(3000 + static_cast<uint32_t>(i)) +
+                               link_data_record(prefix + mib.substr(0, 512 * 1024)));
         } else {
             ::fcntl(fd, F_SETFL, O_NONBLOCK);
             std::string bytes = prefix + mib;
@@ -580,7 +633,38 @@ TEST_CASE("hostile: huge first frames and garbage before Hello are refused at on
         }
         huge.push_back(fd);
     }
-    for (int i = 0; i < 60; ++i) {
+    const auto t0 = Clock::now();
+    // Refused on the prefix (measured: a few ms); 4 s is a generous bound for a busy machine.
+    size_t huge_cut = wait_all_closed(huge, milliseconds(4000));
+    const double huge_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double since_first_s = std::chrono::duration<double>(Clock::now() - t_first).count();
+    scene.agent->sample();
+    std::fprintf(stderr,
+                 "hostile[huge]: %zu/%zu huge-frame clients cut within %.2f s of the last send (%.2f s after the "
+                 "first connect); agent RSS %zu KiB -> peak %zu KiB\n",
+                 huge_cut, huge.size(), huge_s, since_first_s, scene.base_rss, scene.agent->rss_peak.load());
+    REQUIRE(since_first_s < 29.0);  // else a close could have been the handshake timeout
+    CHECK(huge_cut == huge.size());
+    scene.check_good_client("huge");
+    // The clients pushed 75 MiB at the agent and it kept none (measured: +0.1 to +0.2 MiB at the
+    // peak). 6 MiB leaves room for allocator noise; had only the links' 30 x 512 KiB (15 MiB)
+    // been kept until the close, the peak would exceed it by 9 MiB.
+    CHECK(scene.agent->rss_peak <= scene.base_rss + 6 * 1024);
+    CHECK(scene.settle_fds(milliseconds(3000)) <= scene.base_fds);
+    close_all(huge);
+    CHECK(alive(agent.p.pid));
+}
+
+TEST_CASE("hostile: garbage before Hello is cut at once or by the handshake timeout") {
+    Scene scene({"--ttl", "30", "--handshake-timeout", "5"});
+    const Agent& agent = *scene.agent;
+    // 60 clients send random garbage (not a link preamble): it fails to parse at once, announces
+    // a first frame over 64 KiB (refused on the prefix), or a frame that never completes (cut by
+    // the 5 s handshake timeout).
+    const size_t n_garbage = attack_size(60);
+    std::vector<int> garbage;
+    std::mt19937 rng(7);
+    for (size_t i = 0; i < n_garbage; ++i) {
         int fd = connect_raw(agent);
         std::string junk(1 + rng() % 4096, '\0');
         for (auto& c : junk) c = static_cast<char>(rng());
@@ -588,33 +672,25 @@ TEST_CASE("hostile: huge first frames and garbage before Hello are refused at on
         send_bytes(fd, junk);
         garbage.push_back(fd);
     }
-    auto t0 = Clock::now();
-    // Refused on the prefix: before the 5 s handshake timeout (measured: a few ms).
-    size_t huge_cut = wait_all_closed(huge, milliseconds(4000));
-    double huge_s = std::chrono::duration<double>(Clock::now() - t0).count();
-    // Garbage either fails to parse at once or announces a frame that never completes: cut by
-    // the handshake timeout at the latest.
+    const auto t0 = Clock::now();
+    // By the 5 s handshake timeout at the latest; 4 s more is a generous bound for a busy machine.
     size_t garbage_cut = wait_all_closed(garbage, milliseconds(9000));
-    std::fprintf(stderr, "hostile[huge]: %zu/%zu huge-frame clients cut within %.2f s, %zu/%zu garbage clients cut\n",
-                 huge_cut, huge.size(), huge_s, garbage_cut, garbage.size());
-    CHECK(huge_cut == huge.size());
+    const double garbage_s = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::fprintf(stderr, "hostile[garbage]: %zu/%zu garbage clients cut within %.2f s\n", garbage_cut, garbage.size(),
+                 garbage_s);
     CHECK(garbage_cut == garbage.size());
-    scene.check_good_client("huge");
-    // 90 clients pushed 75 MiB at the agent: none of it may have been kept.
-    CHECK(scene.agent->rss_peak <= scene.base_rss + 24 * 1024);
+    scene.check_good_client("garbage");
+    CHECK(scene.agent->rss_peak <= scene.base_rss + 8 * 1024);
     CHECK(scene.settle_fds(milliseconds(3000)) <= scene.base_fds);
-    close_all(huge);
     close_all(garbage);
     CHECK(alive(agent.p.pid));
 }
 
 TEST_CASE("hostile: half-open TLS connections are cut and a TLS client still gets in") {
-    raise_fd_limit();
-    std::string dir = fs::temp_directory_path() / ("mirrord-it-hostile-tls-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext "
-                      "subjectAltName=IP:127.0.0.1 -keyout " + dir + "/key.pem -out " + dir + "/cert.pem >/dev/null 2>&1";
-    REQUIRE(std::system(cmd.c_str()) == 0);
+    const size_t n_attackers = attack_size(400);
+    ScratchDir scratch("mirrord-it-hostile-tls-");
+    const std::string dir = scratch.path;
+    make_tls_cert(dir);
     {
         Agent agent({"--ttl", "30", "--handshake-timeout", "2", "--max-unauthenticated", "100", "--tls-cert",
                      dir + "/cert.pem", "--tls-key", dir + "/key.pem"});
@@ -624,7 +700,7 @@ TEST_CASE("hostile: half-open TLS connections are cut and a TLS client still get
         // 400 connections: nothing, or the first bytes of a TLS record that never completes.
         std::vector<int> attackers;
         std::vector<double> fresh;
-        for (int i = 0; i < 400; ++i) {
+        for (size_t i = 0; i < n_attackers; ++i) {
             int fd = connect_raw(agent);
             if (i % 2 == 1) send_bytes(fd, std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11));
             attackers.push_back(fd);
@@ -642,17 +718,16 @@ TEST_CASE("hostile: half-open TLS connections are cut and a TLS client still get
             fds_after = count_fds(agent.p.pid);
         }
         auto f = stats(fresh);
-        std::fprintf(stderr, "hostile[tls]: %zu/400 half-open TLS connections cut; fresh TLS clients max %.1f ms; fds %zu "
-                     "-> peak %zu -> %zu\n", cut, f.max_ms, base_fds, agent.fd_peak.load(), fds_after);
+        std::fprintf(stderr, "hostile[tls]: %zu/%zu half-open TLS connections cut; fresh TLS clients max %.1f ms; fds %zu "
+                     "-> peak %zu -> %zu\n", cut, attackers.size(), f.max_ms, base_fds, agent.fd_peak.load(), fds_after);
         CHECK(cut == attackers.size());
-        CHECK(f.count == 4);
+        CHECK(f.count == (n_attackers + 49) / 100);  // one at i = 50, 150, ...
         CHECK(f.max_ms < 2000);  // generous: "not locked out"
         CHECK(agent.fd_peak <= base_fds + 100 + 16);  // --max-unauthenticated 100
         CHECK(fds_after <= base_fds);
         close_all(attackers);
         CHECK(alive(agent.p.pid));
     }
-    fs::remove_all(dir);
 }
 
 TEST_CASE("hostile: connect and close storms leave no fds and no memory behind") {
@@ -661,10 +736,12 @@ TEST_CASE("hostile: connect and close storms leave no fds and no memory behind")
     const std::string hello = hello_frame(kToken), wrong = hello_frame("wrong-token");
     std::atomic<size_t> cycles{0};
     std::vector<std::thread> stormers;
-    // Four threads storm for two seconds (thousands of cycles), so the good client's rounds
-    // overlap the whole storm.
+    // Two threads storm for two seconds (thousands of cycles), so the good client's rounds
+    // overlap the whole storm. Two, not more: on a 2-core machine under ctest -j2 more busy
+    // threads only starve the agent and the good client of CPU, which says nothing about the
+    // agent (the bound on the good client also scales with its quiet p99, see check_good_client).
     const auto storm_end = Clock::now() + std::chrono::seconds(2);
-    for (int t = 0; t < 4; ++t) {
+    for (int t = 0; t < 2; ++t) {
         stormers.emplace_back([&, t] {
             for (int i = 0; Clock::now() < storm_end; ++i) {
                 int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -755,11 +832,9 @@ void check_refused_learns_nothing(const std::string& host, uint16_t port, std::o
 }  // namespace
 
 TEST_CASE("security: no token or a wrong token is refused on plain and TLS listeners and learns nothing") {
-    std::string dir = fs::temp_directory_path() / ("mirrord-it-hostile-tls-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext "
-                      "subjectAltName=IP:127.0.0.1 -keyout " + dir + "/key.pem -out " + dir + "/cert.pem >/dev/null 2>&1";
-    REQUIRE(std::system(cmd.c_str()) == 0);
+    ScratchDir scratch("mirrord-it-hostile-tls-");
+    const std::string dir = scratch.path;
+    make_tls_cert(dir);
     {
         Agent plain({"--ttl", "30"});
         for (const std::string& t : {std::string(), std::string("wrong"), kToken.substr(0, kToken.size() - 1),
@@ -789,5 +864,4 @@ TEST_CASE("security: no token or a wrong token is refused on plain and TLS liste
                                               {}),
                           Catch::Contains("session token"));
     }
-    fs::remove_all(dir);
 }

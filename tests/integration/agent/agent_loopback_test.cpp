@@ -1,6 +1,7 @@
 // agent_loopback_test.cpp: mirrord-agent as a real process, targetless, on loopback: handshake and
 // token, TLS, env, files, DNS, TCP and UDP relays with checksummed data, bad clients (garbage,
-// disconnect mid-transfer) that must not hurt others nor leak fds, 50 clients at once, TTL exit.
+// disconnect mid-transfer) that must not hurt others nor leak fds, 50 clients at once, TTL exit
+// (only clients with an accepted Hello keep the agent alive), bounded logs under a token-guessing flood.
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -529,4 +530,106 @@ TEST_CASE("backpressure: a slow remote pauses reading from the client, and nothi
     v1::ClientMessage ping;
     ping.mutable_ping()->set_nonce(5);
     CHECK(c.request(ping).has_pong());
+}
+
+namespace {
+
+// Opens a TCP connection to the agent and returns the fd (-1 on failure).
+int connect_plain(const Agent& agent) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(agent.p.port);
+    ::inet_pton(AF_INET, agent.p.host.c_str(), &a.sin_addr);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+size_t count_lines_with(const std::string& text, const std::string& needle) {
+    size_t n = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("TTL: connections that never say a valid Hello do not keep an abandoned agent alive") {
+    // A port scanner (connect, close) and a token guesser (a wrong Hello), each every 500 ms, which
+    // is less than the ttl: only clients whose Hello was accepted may hold the agent up.
+    Agent agent({"--ttl", "2", "--handshake-timeout", "1"}, {"MIRRORD_AGENT_TOKEN=ttl-token"});
+    std::atomic<bool> stop{false};
+    std::thread scanner([&] {
+        for (int i = 0; !stop; ++i) {
+            if (i % 2 == 0) {
+                int fd = connect_plain(agent);
+                ::usleep(500000);
+                if (fd >= 0) ::close(fd);
+            } else {
+                try {
+                    AgentClient c(agent.p.host, agent.p.port);
+                    c.hello("not-the-token");
+                } catch (const std::exception&) {
+                    // the agent is gone: the loop ends with it
+                }
+                ::usleep(500000);
+            }
+        }
+    });
+    // ttl 2 s + handshake 1 s + slack; before the fix it never exited. Upper bound: "does not hang".
+    int status = agent.p.wait_exit(std::chrono::seconds(8));
+    stop = true;
+    scanner.join();
+    CHECK(status == 0);
+    CHECK(agent.p.read_stderr().find("exiting: no client") != std::string::npos);
+}
+
+TEST_CASE("TTL: an authenticated client still keeps the agent alive while scanners come and go") {
+    Agent agent({"--ttl", "1", "--handshake-timeout", "1"}, {"MIRRORD_AGENT_TOKEN=ttl-token"});
+    AgentClient c(agent.p.host, agent.p.port);
+    REQUIRE(c.hello("ttl-token").has_hello_ack());
+    for (int i = 0; i < 4; ++i) {
+        int fd = connect_plain(agent);
+        ::usleep(500000);
+        if (fd >= 0) ::close(fd);
+    }
+    CHECK(::kill(agent.p.pid, 0) == 0);  // 2 s > ttl: the greeted client holds it
+    v1::ClientMessage ping;
+    ping.mutable_ping()->set_nonce(7);
+    CHECK(c.request(ping).has_pong());
+}
+
+TEST_CASE("log flood: thousands of wrong-token Hellos give a bounded number of log lines") {
+    Agent agent({"--ttl", "30"}, {"MIRRORD_AGENT_TOKEN=flood-token"});
+    std::string log;
+    const int attempts = 3000;
+    int refused = 0;
+    for (int i = 0; i < attempts; ++i) {
+        AgentClient c(agent.p.host, agent.p.port);
+        auto r = c.hello("wrong-" + std::to_string(i));
+        if (r.has_error() && r.error().code() == EACCES) ++refused;
+        if (i % 50 == 0) log += agent.p.read_stderr();  // keep the agent's stderr pipe from filling
+    }
+    log += agent.p.read_stderr();
+    CHECK(refused == attempts);
+    INFO(log.substr(0, 4000));
+    // One warning, then at most one summary per 10 s window while the attack lasts.
+    size_t lines = count_lines_with(log, "\n");
+    CHECK(count_lines_with(log, "wrong or missing session token") <= 5);
+    CHECK(lines <= 20);
+    // When the attack stops the suppressed count still comes out, within the window (10 s) plus
+    // slack: an upper bound, "does not wait for the next attacker".
+    bool summary = false;
+    for (int i = 0; i < 150 && !summary; ++i) {
+        ::usleep(100000);
+        log += agent.p.read_stderr();
+        summary = log.find("more clients refused (wrong token)") != std::string::npos ||
+                  log.find("more such clients since the last warning") != std::string::npos;
+    }
+    CHECK(summary);
+    // A real client still gets in.
+    AgentClient good(agent.p.host, agent.p.port);
+    CHECK(good.hello("flood-token").has_hello_ack());
 }

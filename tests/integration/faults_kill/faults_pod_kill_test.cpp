@@ -4,12 +4,17 @@
 // downloads /big.bin from it again and again. The app gets the connection error the kernel gives
 // (ECONNRESET / EPIPE, or EOF then EPIPE; for PID 1 also a short body or ECONNREFUSED for the
 // next connection), within a bound that only proves "no hang"; the app then ends, and the
-// intproxy and agent leave with nothing left behind.
+// intproxy and agent leave with nothing left behind. For PID 1 the agent also notices that its
+// target exited and says so (a WARN the intproxy logs) before it ends the session.
 // Needs root (the harness main exits 77 = Skipped otherwise).
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <set>
+#include <thread>
 
 #include "faults_fixture.hpp"
 
@@ -20,6 +25,30 @@ namespace {
 
 bool one_of(const nlohmann::json& v, const std::set<std::string>& names) {
     return v.is_string() && names.count(v.get<std::string>()) != 0;
+}
+
+// Everything the intproxies of this test logged (intproxy-N.log in the scratch dir).
+std::string intproxy_logs(FaultsE2E& e) {
+    std::string out;
+    std::error_code ec;
+    for (const auto& f : std::filesystem::directory_iterator(e.cluster().scratch_dir(), ec)) {
+        const std::string name = f.path().filename().string();
+        if (name.rfind("intproxy", 0) == 0) {
+            std::ifstream in(f.path());
+            out.append(std::istreambuf_iterator<char>(in), {});
+        }
+    }
+    return out;
+}
+
+// Waits (up to timeout) until an intproxy log of this test contains `text`.
+bool wait_intproxy_log(FaultsE2E& e, const std::string& text, std::chrono::milliseconds timeout) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    while (intproxy_logs(e).find(text) == std::string::npos) {
+        if (std::chrono::steady_clock::now() > end) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return true;
 }
 
 }  // namespace
@@ -50,7 +79,8 @@ TEST_CASE("pod: kill -9 of the pod's PID 1 while the app downloads from it - con
     Spawned app = e.start_app({"http_loop", e.cluster().pod_ip(), "80", "/big.bin"}, nlohmann::json::object());
     REQUIRE_WITH(e.diag({&app}), app.ready);
     auto killed = std::chrono::steady_clock::now();
-    REQUIRE(::kill(e.cluster().pod_pid(), SIGKILL) == 0);
+    const pid_t pod_pid = e.cluster().pod_pid();
+    REQUIRE(::kill(pod_pid, SIGKILL) == 0);
     auto result = e.wait_result(app, 15s);  // "does not hang" bound
     REQUIRE_WITH(e.diag({&app}), result.has_value());
     INFO(result->dump() << "\n" << e.diag({&app}));
@@ -59,6 +89,14 @@ TEST_CASE("pod: kill -9 of the pod's PID 1 while the app downloads from it - con
     long waited = ms_after(killed, (*result)["t_err"].get<double>());
     figure("pod PID 1 killed / HTTP download: app got its error after", waited);
     CHECK(waited < 15000);
+    // The agent watches its target (a pidfd): it tells the intproxy at WARN and ends the session.
+    const std::string told = "the target process (pid " + std::to_string(pod_pid) + ") exited";
+    CHECK_WITH(intproxy_logs(e) + "\n" + e.diag({&app}), wait_intproxy_log(e, told, 10s));  // "no hang" bound
+    // ...at the agent's level: the line that carries it is a WARN line of the intproxy.
+    const std::string logs = intproxy_logs(e);
+    const size_t at = logs.find(told);
+    const size_t line_start = at == std::string::npos ? 0 : logs.rfind('\n', at) + 1;
+    CHECK(logs.substr(line_start, at - line_start).find(" WARN ") != std::string::npos);
     auto left = e.leftovers(15s, {&app}, false);
     CHECK_WITH(joined(left) + "\n" + e.diag({&app}), left.empty());
 }

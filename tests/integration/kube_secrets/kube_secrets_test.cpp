@@ -13,6 +13,7 @@
 // CAP_SYS_PTRACE once serving. Needs root (exit 77 = Skipped).
 #include <catch2/catch.hpp>
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -117,8 +118,8 @@ struct Secrets {
 
 class KubeSecrets {
 public:
-    KubeSecrets() : cluster_(h::Cluster::create()) {
-        const std::string container_id = random_hex(64);
+    KubeSecrets() : cluster_(h::Cluster::create()), container_id_(random_hex(64)) {
+        const std::string& container_id = container_id_;
         json pod = {
             {"apiVersion", "v1"},
             {"kind", "Pod"},
@@ -165,6 +166,8 @@ public:
     const std::string& scratch() const { return cluster_->scratch_dir(); }
     const std::string& token() const { return token_; }
     mirrord::test::FakeKubeServer& fake() { return fake_; }
+    // The app container's id in the fake pod web (what a Job agent gets as --container-id).
+    const std::string& container_id() const { return container_id_; }
 
     // A kubeconfig for the fake with `user` as its user (JSON is YAML).
     std::string kubeconfig(const std::string& name, const json& user) {
@@ -190,6 +193,7 @@ public:
 
 private:
     std::unique_ptr<h::Cluster> cluster_;
+    std::string container_id_;
     mirrord::test::FakeKubeServer fake_;
     std::string token_, ca_data_;
 };
@@ -226,16 +230,58 @@ unsigned long long cap_eff(pid_t pid) {
     return ~0ull;
 }
 
-// Host pids of running mirrord-agent processes started by the kubelet (--container-id or --ephemeral).
-std::vector<pid_t> kube_agents() {
+std::vector<std::string> proc_argv(const std::string& pid) {
+    const std::string cmdline = read_file("/proc/" + pid + "/cmdline");
+    std::vector<std::string> argv;
+    for (std::size_t at = 0; at < cmdline.size();) {
+        std::size_t end = cmdline.find('\0', at);
+        if (end == std::string::npos) end = cmdline.size();
+        argv.push_back(cmdline.substr(at, end - at));
+        at = end + 1;
+    }
+    return argv;
+}
+
+std::string netns_of(const std::string& pid) {
+    std::error_code ec;
+    return fs::read_symlink("/proc/" + pid + "/ns/net", ec).string();
+}
+
+// Host pids of the running mirrord-agent processes the fake's kubelet started for THIS test's pod
+// (other tests' agents may run on the host at the same time, some still before their privilege
+// drop): a Job agent has `--container-id <this pod's container id>`; an ephemeral agent has
+// `--ephemeral` and runs in the pod's network namespace (the harness pod's, unique to this test).
+std::vector<pid_t> kube_agents(const std::string& container_id, pid_t pod_pid) {
+    const std::string pod_netns = netns_of(std::to_string(pod_pid));
     std::vector<pid_t> out;
-    for (auto& e : fs::directory_iterator("/proc")) {
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator("/proc", ec)) {
         const std::string name = e.path().filename().string();
         if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        std::string cmd = read_file(e.path().string() + "/cmdline");
-        if (cmd.find("mirrord-agent") != std::string::npos &&
-            (cmd.find("--container-id") != std::string::npos || cmd.find("--ephemeral") != std::string::npos)) {
-            out.push_back(std::stoi(name));
+        const std::vector<std::string> argv = proc_argv(name);
+        if (argv.empty() || argv[0].find("mirrord-agent") == std::string::npos) continue;
+        bool ours = false;
+        for (std::size_t i = 1; i < argv.size(); ++i) {
+            if (argv[i] == "--container-id" && i + 1 < argv.size() && argv[i + 1] == container_id) ours = true;
+            if (argv[i] == "--ephemeral" && !pod_netns.empty() && netns_of(name) == pod_netns) ours = true;
+        }
+        if (ours) out.push_back(std::stoi(name));
+    }
+    return out;
+}
+
+// Host pids of the intproxy that writes its log to `log_path` (`mirrord intproxy
+// --log-destination <log_path>`: the CLI passes it on the command line).
+std::vector<pid_t> intproxies_logging_to(const std::string& log_path) {
+    std::vector<pid_t> out;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator("/proc", ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        const std::vector<std::string> argv = proc_argv(name);
+        if (argv.size() < 4 || argv[1] != "intproxy") continue;
+        for (std::size_t i = 2; i + 1 < argv.size(); ++i) {
+            if (argv[i] == "--log-destination" && argv[i + 1] == log_path) out.push_back(std::stoi(name));
         }
     }
     return out;
@@ -360,7 +406,7 @@ TEST_CASE("kube: no token or key or session token in any log at the most verbose
                 }
             }
             if (ready >= static_cast<size_t>(run)) {
-                for (pid_t pid : kube_agents()) {
+                for (pid_t pid : kube_agents(k.container_id(), k.cluster().pod_pid())) {
                     if (auto eff = cap_eff(pid); eff != ~0ull) agent_caps.push_back(eff);
                 }
             }
@@ -382,7 +428,18 @@ TEST_CASE("kube: no token or key or session token in any log at the most verbose
         all.add("the agent's session token", session_tokens[0]);
         // The logs really are verbose (else "not found" would prove little).
         CHECK(r.err.find("mirrord[") != std::string::npos);  // the layer's debug lines
-        std::this_thread::sleep_for(1500ms);                 // the intproxy's idle exit writes its last lines
+        // The intproxy's last lines come with its idle exit (idle_timeout 1 s after the app):
+        // wait until it has exited (15 s: a generous bound proving it does), then kill a straggler.
+        bool intproxy_left = false;
+        for (auto until = std::chrono::steady_clock::now() + 15s; std::chrono::steady_clock::now() < until;) {
+            if (intproxies_logging_to(intproxy_log).empty()) {
+                intproxy_left = true;
+                break;
+            }
+            std::this_thread::sleep_for(50ms);
+        }
+        for (pid_t p : intproxies_logging_to(intproxy_log)) ::kill(p, SIGKILL);
+        CHECK(intproxy_left);
         const std::string ip_log = read_file(intproxy_log);
         CHECK(ip_log.find(" DEBUG ") != std::string::npos);
         // CLI stdout/stderr (with the layer's lines and the agent's forwarded log).

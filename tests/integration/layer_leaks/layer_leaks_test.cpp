@@ -42,6 +42,10 @@ std::vector<pid_t> session_pids(const h::Cluster& cluster) {
     std::vector<pid_t> out;
     std::error_code ec;
     const std::string laptop = fs::read_symlink(cluster.netns_path(h::Ns::laptop), ec).string();
+    // /proc/PID/exe is the resolved path: compare it with the resolved build paths (a build dir
+    // reached through a symlink would otherwise match nothing and the reaper reap nothing).
+    static const fs::path agent_bin = fs::weakly_canonical(LAYER_LEAKS_AGENT);
+    static const fs::path cli_bin = fs::weakly_canonical(LAYER_LEAKS_CLI);
     for (const auto& e : fs::directory_iterator("/proc", ec)) {
         const std::string n = e.path().filename().string();
         if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos) continue;
@@ -55,13 +59,19 @@ std::vector<pid_t> session_pids(const h::Cluster& cluster) {
         }
         if (argv.empty()) continue;
         std::error_code lec;
-        const std::string exe = fs::read_symlink("/proc/" + n + "/exe", lec).string();
+        std::string link = fs::read_symlink("/proc/" + n + "/exe", lec).string();
+        if (lec) continue;  // gone, or a kernel thread
+        const std::string deleted = " (deleted)";  // the binary was rebuilt while it ran
+        if (link.size() > deleted.size() && link.compare(link.size() - deleted.size(), deleted.size(), deleted) == 0) {
+            link.resize(link.size() - deleted.size());
+        }
+        const fs::path exe = fs::weakly_canonical(link, lec);
         bool ours = false;
-        if (exe == LAYER_LEAKS_AGENT) {
+        if (exe == agent_bin) {
             for (std::size_t i = 0; i + 1 < argv.size(); ++i) {
                 ours = ours || (argv[i] == "--target-pid" && argv[i + 1] == std::to_string(cluster.pod_pid()));
             }
-        } else if (exe == LAYER_LEAKS_CLI && argv.size() >= 2 && argv[1] == "intproxy") {
+        } else if (exe == cli_bin && argv.size() >= 2 && argv[1] == "intproxy") {
             ours = fs::read_symlink("/proc/" + n + "/ns/net", lec).string() == laptop;
         }
         if (ours) out.push_back(static_cast<pid_t>(std::stol(n)));
@@ -177,7 +187,12 @@ print(len(open('/app/big.bin', 'rb').read()))
 print(socket.getaddrinfo('echo', 7, socket.AF_INET)[0][4][0])
 s = socket.create_connection(('echo', 7))
 s.sendall(b'py-echo')
-print(s.recv(100).decode())
+got = b''
+while len(got) < 7:
+    part = s.recv(100)
+    if not part: break
+    got += part
+print(got.decode())
 s.close()
 )";
     VgRun run = run_under_valgrind(*cluster, {"/usr/bin/python3", "-c", script}, "python", {"PYTHONMALLOC=malloc"});

@@ -55,13 +55,20 @@ struct FakeClient : IncomingClient {
 };
 
 struct FakeRedirector : Redirector {
-    explicit FakeRedirector(std::set<std::uint16_t>& p) : ports(p) {}
+    FakeRedirector(std::set<std::uint16_t>& p, std::function<void()>& removing) : ports(p), on_remove(removing) {}
     std::set<std::uint16_t>& ports;
+    std::function<void()>& on_remove;  // called as a redirect goes (remove_port, shutdown)
     std::string name() const override { return "fake"; }
     void add_port(std::uint16_t port) override { ports.insert(port); }
-    void remove_port(std::uint16_t port) noexcept override { ports.erase(port); }
+    void remove_port(std::uint16_t port) noexcept override {
+        if (on_remove) on_remove();
+        ports.erase(port);
+    }
     std::function<void()> exempt(Socket&) override { return {}; }
-    void shutdown() noexcept override { ports.clear(); }
+    void shutdown() noexcept override {
+        if (on_remove && !ports.empty()) on_remove();
+        ports.clear();
+    }
 };
 
 v1::Subscribe steal(std::uint16_t port, const char* header_regex = nullptr,
@@ -79,6 +86,7 @@ v1::Subscribe steal(std::uint16_t port, const char* header_regex = nullptr,
 struct Env {
     asio::io_context io;
     std::set<std::uint16_t> redirected;
+    std::function<void()> on_remove;
     Redirector::AcceptHandler accept;
     tcp::acceptor app{io};    // the pod's own app: where passthrough connections go
     tcp::acceptor front{io};  // where the test's remote clients connect before being "stolen"
@@ -96,7 +104,7 @@ struct Env {
         o.detect_timeout = 300ms;
         o.redirector_factory = [this](asio::io_context&, const RedirectorOptions&, Redirector::AcceptHandler h) {
             accept = std::move(h);
-            return std::make_unique<FakeRedirector>(redirected);
+            return std::make_unique<FakeRedirector>(redirected, on_remove);
         };
         hub = std::make_unique<IncomingHub>(io, std::move(o));
     }
@@ -419,6 +427,74 @@ TEST_CASE("a client that leaves resets its stolen connections", "[incoming_hub]"
     }));
     env.pump(20ms);
     CHECK(env.hub->stolen_connections() == 0);
+}
+
+// Deleting an iptables-nft REDIRECT rule breaks the NAT of the connections it redirected: a reset
+// sent afterwards never reaches the remote, which then waits forever. So the remote must already
+// hold its reset when the redirect goes — whether the client left, unsubscribed, or the agent exits.
+namespace {
+
+// Whether `remote` has been reset (or closed) by now, without waiting.
+bool already_reset(tcp::socket& remote) {
+    bool eof = false;
+    drain(remote, &eof);
+    return eof;
+}
+
+}  // namespace
+
+TEST_CASE("a client that leaves resets its stolen connections before its redirect goes", "[incoming_hub]") {
+    Env env;
+    FakeClient a("A");
+    env.hub->subscribe(a, steal(env.port()));
+    tcp::socket remote = env.remote_connect();
+    REQUIRE(env.wait([&] { return a.opened.size() == 1; }));
+    int removals = 0;
+    bool reset_first = false;
+    env.on_remove = [&] {
+        ++removals;
+        reset_first = already_reset(remote);
+    };
+    env.hub->client_gone(a);
+    CHECK(removals == 1);
+    CHECK(reset_first);
+}
+
+TEST_CASE("an unsubscribe resets the client's stolen connections on the port before its redirect goes",
+          "[incoming_hub]") {
+    Env env;
+    FakeClient a("A");
+    env.hub->subscribe(a, steal(env.port()));
+    tcp::socket remote = env.remote_connect();
+    REQUIRE(env.wait([&] { return a.opened.size() == 1; }));
+    int removals = 0;
+    bool reset_first = false;
+    env.on_remove = [&] {
+        ++removals;
+        reset_first = already_reset(remote);
+    };
+    env.hub->unsubscribe(a, env.port());
+    CHECK(removals == 1);
+    CHECK(reset_first);
+    REQUIRE(a.closes.count(a.opened[0]) == 1);  // its relay for the connection ends too
+    CHECK(a.closes[a.opened[0]] == ECONNRESET);
+}
+
+TEST_CASE("an agent that exits resets stolen connections before its redirects go", "[incoming_hub]") {
+    Env env;
+    FakeClient a("A");
+    env.hub->subscribe(a, steal(env.port()));
+    tcp::socket remote = env.remote_connect();
+    REQUIRE(env.wait([&] { return a.opened.size() == 1; }));
+    int removals = 0;
+    bool reset_first = false;
+    env.on_remove = [&] {
+        ++removals;
+        reset_first = already_reset(remote);
+    };
+    env.hub.reset();
+    CHECK(removals == 1);
+    CHECK(reset_first);
 }
 
 TEST_CASE("a refused re-subscription leaves the client's earlier one in place", "[incoming_hub]") {
