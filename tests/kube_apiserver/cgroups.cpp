@@ -1,6 +1,6 @@
 // cgroups.cpp: cgroup v2 placement of pod_runtime pids (cgroups.hpp).
 #include "cgroups.hpp"
-#include "mirrord/harness/proc_file.hpp"
+#include "mirrord/harness/read_file.hpp"
 
 #include <dirent.h>
 #include <signal.h>
@@ -72,7 +72,7 @@ std::string own_cgroup_of(pid_t pid) {
 // Alive and not a zombie (a SIGKILLed owner stays a zombie until its parent reaps it).
 bool process_alive(pid_t pid) {
     if (kill(pid, 0) != 0 && errno != EPERM) return false;
-    std::string text = mirrord::harness::read_proc_file("/proc/" + std::to_string(pid) + "/stat");
+    std::string text = mirrord::harness::read_file_or_empty("/proc/" + std::to_string(pid) + "/stat");
     auto paren = text.rfind(')');
     if (paren == std::string::npos || paren + 2 >= text.size()) return false;
     return text[paren + 2] != 'Z' && text[paren + 2] != 'X';

@@ -1,6 +1,6 @@
 // process.cpp: spawn, wait and kill test child processes (see process.hpp).
 #include "process.hpp"
-#include "mirrord/harness/proc_file.hpp"
+#include "mirrord/harness/read_file.hpp"
 
 #include <fstream>
 #include <iterator>
@@ -73,7 +73,7 @@ void kill_and_reap(pid_t& pid) {
 }
 
 std::vector<std::string> proc_argv(pid_t pid) {
-    std::string raw = mirrord::harness::read_proc_file("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string raw = mirrord::harness::read_file_or_empty("/proc/" + std::to_string(pid) + "/cmdline");
     std::vector<std::string> argv;
     std::size_t start = 0;
     while (start < raw.size()) {

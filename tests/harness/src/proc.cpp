@@ -24,7 +24,7 @@
 #include <thread>
 
 #include "mirrord/harness/cluster.hpp"
-#include "mirrord/harness/proc_file.hpp"
+#include "mirrord/harness/read_file.hpp"
 
 namespace mirrord::harness::detail {
 namespace {
@@ -251,7 +251,7 @@ std::string read_file(const std::string& path) {
 
 namespace mirrord::harness {
 
-std::string read_proc_file(const std::string& path) {
+std::string read_file_or_empty(const std::string& path) {
     try {
         return detail::read_file(path);
     } catch (const std::exception&) {

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "mirrord/harness/cluster.hpp"
-#include "mirrord/harness/proc_file.hpp"
+#include "mirrord/harness/read_file.hpp"
 
 extern char** environ;
 
@@ -253,7 +253,7 @@ int cmd_exec(const std::vector<std::string>& args) {
     }
     const pid_t pid = static_cast<pid_t>(std::atoi(pid_s));
     // Guard against a stale variable whose pid now belongs to someone else.
-    std::string comm = mirrord::harness::read_proc_file("/proc/" + std::to_string(pid) + "/comm");
+    std::string comm = mirrord::harness::read_file_or_empty("/proc/" + std::to_string(pid) + "/comm");
     const char* expect = ns == "pod" ? "python3\n" : "mx-ns-holder\n";
     if (pid <= 0 || comm != expect) {
         std::fprintf(stderr, "mirrord-testpod exec: %s=%s is not the cluster's %s process (comm '%s'); is the run over?\n",
@@ -279,7 +279,7 @@ int cmd_exec(const std::vector<std::string>& args) {
 
     // The pod: its env (read before the mount ns changes what /proc shows), then setns, then fork
     // (a pid ns applies to children). We stay outside as the relay, like kubectl exec.
-    std::string environ_raw = mirrord::harness::read_proc_file("/proc/" + std::to_string(pid) + "/environ");
+    std::string environ_raw = mirrord::harness::read_file_or_empty("/proc/" + std::to_string(pid) + "/environ");
     std::vector<std::string> pod_env;
     for (std::size_t start = 0; start < environ_raw.size();) {
         std::size_t end = environ_raw.find('\0', start);

@@ -39,6 +39,7 @@
 
 #include "agent_client.hpp"
 #include "mirrord/protocol/resumable_link.hpp"
+#include "test_data.hpp"
 
 using namespace mirrord;
 using namespace mirrord::test;
@@ -73,17 +74,6 @@ size_t rss_kib(pid_t pid) {
 }
 
 bool alive(pid_t pid) { return ::kill(pid, 0) == 0 && rss_kib(pid) > 0; }
-
-std::string pattern(size_t n, uint32_t seed) {
-    std::string s(n, '\0');
-    for (auto& c : s) {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        c = static_cast<char>(seed);
-    }
-    return s;
-}
 
 // Raises this process's soft fd limit to the hard one (the agent inherits it, and raises its own
 // soft limit anyway) and returns how many attacker sockets fit, at most `wanted`: the limit minus
@@ -296,7 +286,7 @@ private:
         if (!r.has_file_whole() || r.file_whole().data() != file_bytes_) {
             throw std::runtime_error("file read through the agent came back wrong: " + r.ShortDebugString().substr(0, 200));
         }
-        const std::string out = pattern(16 * 1024, seed);
+        const std::string out = pattern_bytes(16 * 1024, seed);
         v1::ClientMessage d;
         d.mutable_tcp_data()->set_connection_id(conn_);
         d.mutable_tcp_data()->set_data(out);
@@ -334,7 +324,7 @@ struct Scene {
 
     explicit Scene(std::vector<std::string> agent_args) {
         file = scratch.path + "/data.bin";
-        file_bytes = pattern(8 * 1024, 99);
+        file_bytes = pattern_bytes(8 * 1024, 99);
         std::ofstream(file, std::ios::binary) << file_bytes;
         agent = std::make_unique<Agent>(agent_args);
         good = std::make_unique<GoodClient>(*agent, file, file_bytes, echo.port);

@@ -21,7 +21,8 @@
 #include <thread>
 
 #include "agent_client.hpp"
-#include "mirrord/harness/proc_file.hpp"
+#include "mirrord/harness/read_file.hpp"
+#include "test_data.hpp"
 
 using namespace mirrord;
 using namespace mirrord::test;
@@ -36,17 +37,6 @@ size_t count_fds(pid_t pid) {
         ++n;
     }
     return n;
-}
-
-std::string pattern(size_t n, uint32_t seed) {
-    std::string s(n, '\0');
-    for (auto& c : s) {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        c = static_cast<char>(seed);
-    }
-    return s;
 }
 
 struct Listener {
@@ -144,7 +134,7 @@ TEST_CASE("handshake: token, version, and requests before Hello") {
         auto r = c.request(m);
         REQUIRE(r.has_env_vars());
         CHECK(r.env_vars().vars().count("MIRRORD_AGENT_TOKEN") == 0);
-        std::string block = mirrord::harness::read_proc_file("/proc/" + std::to_string(agent.p.pid) + "/environ");
+        std::string block = mirrord::harness::read_file_or_empty("/proc/" + std::to_string(agent.p.pid) + "/environ");
         CHECK(!block.empty());
         CHECK(block.find("s3cret-token") == std::string::npos);
     }
@@ -203,7 +193,7 @@ TEST_CASE("env: include and exclude patterns, built-in exclusions") {
 TEST_CASE("files: read_whole, open/read/pread/seek, stat, readdir, errno, write") {
     std::string dir = fs::temp_directory_path() / ("mirrord-it-files-" + std::to_string(::getpid()));
     fs::create_directories(dir + "/sub");
-    std::string big = pattern(3 << 20, 7);
+    std::string big = pattern_bytes(3 << 20, 7);
     std::ofstream(dir + "/big.bin", std::ios::binary) << big;
     for (int i = 0; i < 700; ++i) std::ofstream(dir + "/sub/f" + std::to_string(i)) << i;
     Agent agent;
@@ -320,7 +310,7 @@ TEST_CASE("DNS: names, literals and failures come back as getaddrinfo would give
 TEST_CASE("TCP: several MB each way through the agent, checksummed, with half-close") {
     Listener l(SOCK_STREAM);
     const size_t kSize = 6 << 20;
-    std::string up = pattern(kSize, 1), down = pattern(kSize, 2);
+    std::string up = pattern_bytes(kSize, 1), down = pattern_bytes(kSize, 2);
     std::string server_got;
     std::thread server([&] {
         int s = ::accept(l.fd, nullptr, nullptr);
@@ -510,7 +500,7 @@ TEST_CASE("backpressure: a slow remote pauses reading from the client, and nothi
     // The remote reads nothing for a while: the agent's queue to it passes its high-water mark,
     // the agent stops reading the client (TCP pushes back), then everything arrives in order.
     Listener l(SOCK_STREAM);
-    const std::string up = pattern(48 << 20, 9);
+    const std::string up = pattern_bytes(48 << 20, 9);
     std::string server_got;
     std::thread server([&] {
         int s = ::accept(l.fd, nullptr, nullptr);

@@ -22,6 +22,7 @@
 
 #include "agent_client.hpp"
 #include "mirrord/harness/cluster.hpp"
+#include "pod_agent.hpp"
 
 using namespace mirrord;
 using namespace mirrord::test;
@@ -29,17 +30,6 @@ namespace h = mirrord::harness;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct PodAgent {
-    std::unique_ptr<h::Cluster> cluster = h::Cluster::create();
-    AgentProcess agent =
-        AgentProcess::start({"--ttl", "30", "--target-pid", std::to_string(cluster->pod_pid())});
-    AgentClient client{agent.host, agent.port};
-    PodAgent() { REQUIRE(client.hello().has_hello_ack()); }
-    ~PodAgent() { agent.kill_now(); }
-    // The pod's root seen from the host (where the test plants its links).
-    std::string root() const { return "/proc/" + std::to_string(cluster->pod_pid()) + "/root"; }
-};
 
 std::string random_hex(size_t n) {
     std::random_device rd;

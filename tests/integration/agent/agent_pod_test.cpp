@@ -15,21 +15,13 @@
 
 #include "agent_client.hpp"
 #include "mirrord/harness/cluster.hpp"
+#include "pod_agent.hpp"
 
 using namespace mirrord;
 using namespace mirrord::test;
 namespace h = mirrord::harness;
 
 namespace {
-
-struct PodAgent {
-    std::unique_ptr<h::Cluster> cluster = h::Cluster::create();
-    AgentProcess agent =
-        AgentProcess::start({"--ttl", "30", "--target-pid", std::to_string(cluster->pod_pid())});
-    AgentClient client{agent.host, agent.port};
-    PodAgent() { REQUIRE(client.hello().has_hello_ack()); }
-    ~PodAgent() { agent.kill_now(); }
-};
 
 std::string read_whole(AgentClient& c, const std::string& path, int* err = nullptr) {
     v1::ClientMessage m;

@@ -23,7 +23,7 @@
 #include "fake_kube_server.hpp"
 #include "process.hpp"
 #include "run_command.hpp"
-#include "mirrord/harness/proc_file.hpp"
+#include "mirrord/harness/read_file.hpp"
 
 namespace {
 
@@ -105,7 +105,7 @@ std::vector<pid_t> children_of(pid_t parent) {
     for (const auto& entry : fs::directory_iterator("/proc")) {
         std::string name = entry.path().filename();
         if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-        std::string text = mirrord::harness::read_proc_file(entry.path() / "stat");
+        std::string text = mirrord::harness::read_file_or_empty(entry.path() / "stat");
         auto paren = text.rfind(')');
         if (paren == std::string::npos) continue;
         std::istringstream rest(text.substr(paren + 2));

@@ -23,6 +23,8 @@
 
 #include "mirrord/harness/cluster.hpp"
 #include "fake_kube_server.hpp"
+#include "test_data.hpp"
+#include "mirrord/harness/read_file.hpp"
 
 namespace {
 
@@ -34,21 +36,6 @@ constexpr const char* kPython = "/usr/bin/python3";
 constexpr const char* kToken = "kube-exec-test-token";
 constexpr const char* kAgentImage = "ghcr.io/mirrord-native/mirrord-agent:test";
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-std::string random_hex(size_t n) {
-    std::random_device rd;
-    std::string out;
-    static const char* hex = "0123456789abcdef";
-    while (out.size() < n) out += hex[rd() & 15];
-    return out;
-}
-
 std::string show(const h::RunResult& r) {
     return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
 }
@@ -57,7 +44,7 @@ class KubeE2E {
 public:
     KubeE2E() : cluster_(h::Cluster::create()) {
         const std::string scratch = cluster_->scratch_dir();
-        container_id_ = random_hex(64);
+        container_id_ = mirrord::test::random_hex(64);
         json pod = {
             {"apiVersion", "v1"},
             {"kind", "Pod"},
@@ -147,7 +134,7 @@ public:
     std::string logs() const {
         std::string out = "--- fake-kube-apiserver:\n" + fake_log();
         for (int n = 0; n < configs_; ++n) {
-            out += "\n--- intproxy " + std::to_string(n) + ":\n" + read_file(intproxy_log(n));
+            out += "\n--- intproxy " + std::to_string(n) + ":\n" + h::read_file_or_empty(intproxy_log(n));
         }
         return out;
     }
@@ -240,7 +227,7 @@ TEST_CASE("kube: a dropped port-forward is resumed and a transfer loses nothing"
     REQUIRE(std::regex_search(r.out, got, std::regex("got=([0-9a-f]+)")));
     CHECK(sent[1] == got[1]);
     CHECK(drops >= 1);
-    CHECK(read_file(k.intproxy_log(k.last_config())).find("resumed after") != std::string::npos);
+    CHECK(h::read_file_or_empty(k.intproxy_log(k.last_config())).find("resumed after") != std::string::npos);
 }
 
 TEST_CASE("kube: steal through the agent Job answers the pod's clients from the local app") {
@@ -265,7 +252,7 @@ TEST_CASE("kube: steal through the agent Job answers the pod's clients from the 
         if (answer == "local app behind mirrord\n") break;
         std::this_thread::sleep_for(300ms);
     }
-    const std::string app_log = read_file(k.cluster().spawn_log(app));
+    const std::string app_log = h::read_file_or_empty(k.cluster().spawn_log(app));
     k.cluster().kill_spawned(app);
     INFO(answer << "\n" << app_log << "\n" << k.logs());
     CHECK(answer == "local app behind mirrord\n");

@@ -31,6 +31,8 @@
 
 #include "fake_kube_server.hpp"
 #include "mirrord/harness/cluster.hpp"
+#include "test_data.hpp"
+#include "mirrord/harness/read_file.hpp"
 
 namespace {
 
@@ -41,21 +43,6 @@ using nlohmann::json;
 
 constexpr const char* kPython = "/usr/bin/python3";
 constexpr const char* kAgentImage = "ghcr.io/mirrord-native/mirrord-agent:test";
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-std::string random_hex(size_t n) {
-    std::random_device rd;
-    std::string out;
-    static const char* hex = "0123456789abcdef";
-    while (out.size() < n) out += hex[rd() & 15];
-    return out;
-}
 
 std::string base64(const std::string& in) {
     static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -82,8 +69,8 @@ struct KeyPair {
         const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=" + name + " -keyout " +
                                 dir + "/" + name + ".key -out " + dir + "/" + name + ".crt >/dev/null 2>&1";
         REQUIRE(std::system(cmd.c_str()) == 0);
-        cert = read_file(dir + "/" + name + ".crt");
-        key = read_file(dir + "/" + name + ".key");
+        cert = h::read_file_or_empty(dir + "/" + name + ".crt");
+        key = h::read_file_or_empty(dir + "/" + name + ".key");
         REQUIRE(key.find("PRIVATE KEY") != std::string::npos);
     }
     // Pieces of the key that would show if it leaked in any form: PEM body lines, and the
@@ -118,7 +105,7 @@ struct Secrets {
 
 class KubeSecrets {
 public:
-    KubeSecrets() : cluster_(h::Cluster::create()), container_id_(random_hex(64)) {
+    KubeSecrets() : cluster_(h::Cluster::create()), container_id_(mirrord::test::random_hex(64)) {
         const std::string& container_id = container_id_;
         json pod = {
             {"apiVersion", "v1"},
@@ -142,7 +129,7 @@ public:
                      {"pods", json::array({pod})},
                      {"images", json::array({"ghcr.io/mirrord-native/mirrord-agent:*"})},
                      {"pod_runtime", {{"default/web", {{"pid", cluster_->pod_pid()}}}}}};
-        token_ = "bearer-" + random_hex(40);
+        token_ = "bearer-" + mirrord::test::random_hex(40);
         mirrord::test::FakeKubeOptions options;
         options.binary = KS_FAKE;
         options.seed = seed;
@@ -154,7 +141,7 @@ public:
         options.start_timeout = 15s;
         fake_.start(options);
         // The fake's CA from the kubeconfig it wrote.
-        std::istringstream lines(read_file(fake_.kubeconfig_path()));
+        std::istringstream lines(h::read_file_or_empty(fake_.kubeconfig_path()));
         for (std::string line; std::getline(lines, line);) {
             auto at = line.find("certificate-authority-data: ");
             if (at != std::string::npos) ca_data_ = line.substr(at + 28);
@@ -231,7 +218,7 @@ unsigned long long cap_eff(pid_t pid) {
 }
 
 std::vector<std::string> proc_argv(const std::string& pid) {
-    const std::string cmdline = read_file("/proc/" + pid + "/cmdline");
+    const std::string cmdline = h::read_file_or_empty("/proc/" + pid + "/cmdline");
     std::vector<std::string> argv;
     for (std::size_t at = 0; at < cmdline.size();) {
         std::size_t end = cmdline.find('\0', at);
@@ -300,7 +287,7 @@ std::vector<std::pair<std::string, std::string>> files_under(const std::string& 
             if (it->is_directory()) it.disable_recursion_pending();
             continue;
         }
-        if (it->is_regular_file() && it->file_size() < (64u << 20)) out.push_back({p, read_file(p)});
+        if (it->is_regular_file() && it->file_size() < (64u << 20)) out.push_back({p, h::read_file_or_empty(p)});
     }
     return out;
 }
@@ -311,7 +298,7 @@ TEST_CASE("kube: no token or key or session token in any log at the most verbose
     KubeSecrets k;
     const std::string dir = k.secret_dir();
     KeyPair user_key(dir, "user"), plugin_key(dir, "plugin");
-    const std::string plugin_secret = "plugin-env-secret-" + random_hex(24);
+    const std::string plugin_secret = "plugin-env-secret-" + mirrord::test::random_hex(24);
     // The exec plugin: returns the fake's token and a certificate + key of its own (and checks it
     // got its secret env var, as a real plugin reads its config).
     const std::string plugin = dir + "/credential-plugin.sh";
@@ -440,7 +427,7 @@ TEST_CASE("kube: no token or key or session token in any log at the most verbose
         }
         for (pid_t p : intproxies_logging_to(intproxy_log)) ::kill(p, SIGKILL);
         CHECK(intproxy_left);
-        const std::string ip_log = read_file(intproxy_log);
+        const std::string ip_log = h::read_file_or_empty(intproxy_log);
         CHECK(ip_log.find(" DEBUG ") != std::string::npos);
         // CLI stdout/stderr (with the layer's lines and the agent's forwarded log).
         for (auto& what : all.found_in(r.out)) FAIL_CHECK(what << " in the CLI's stdout");
@@ -462,6 +449,6 @@ TEST_CASE("kube: no token or key or session token in any log at the most verbose
         CHECK(searched >= 2);
         CHECK(agent_logs >= static_cast<size_t>(run));
         // The search does find secrets where they are on purpose (the kubeconfig, the plugin).
-        CHECK(!all.found_in(read_file(kubeconfig) + read_file(plugin)).empty());
+        CHECK(!all.found_in(h::read_file_or_empty(kubeconfig) + h::read_file_or_empty(plugin)).empty());
     }
 }

@@ -14,7 +14,7 @@
 #include "exec/agent_connection.hpp"
 #include "exec/locate.hpp"
 #include "exec/spawn.hpp"
-#include "mirrord/harness/proc_file.hpp"
+#include "mirrord/harness/read_file.hpp"
 
 using namespace mirrord::cli::exec;
 using namespace std::chrono_literals;
@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 namespace {
 
 pid_t parent_of(pid_t pid) {
-    std::string stat = mirrord::harness::read_proc_file("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat = mirrord::harness::read_file_or_empty("/proc/" + std::to_string(pid) + "/stat");
     auto paren = stat.rfind(')');
     if (paren == std::string::npos) {
         return -1;
